@@ -383,3 +383,20 @@ func (c *CORS) OriginAllowed(origin string) bool {
 	}
 	return false
 }
+
+// DefaultRetryPolicy is Istio's outbound default when no VirtualService
+// sets retries (istio route/retry/retry.go, 1.24+): two retries on
+// connect-failure, refused-stream, unavailable, cancelled and
+// retriable-status-codes with no codes (503 was dropped in 1.24,
+// istio/istio#52111), avoiding previously tried hosts.
+func DefaultRetryPolicy() *RetryPolicy {
+	return &RetryPolicy{
+		NumRetries:            2,
+		RetryOn:               RetryConnectFailure | RetryRefusedStream | RetryGRPCUnavailable | RetryGRPCCancelled | RetryRetriableStatusCodes,
+		BackoffBase:           25 * time.Millisecond,
+		BackoffMax:            250 * time.Millisecond,
+		RetryOtherHosts:       true,
+		HostSelectionAttempts: 5,
+		Default:               true,
+	}
+}
