@@ -34,7 +34,8 @@ type Record struct {
 	RequestedServerName            string
 	RouteName                      string
 
-	// For Istio standard metrics.
+	// For Istio standard metrics. Empty strings are reported as "unknown",
+	// as Istio does when it lacks peer metadata.
 	DestinationService   string // FQDN host of the destination, or "unknown"
 	DestinationName      string // short service name
 	DestinationNamespace string
@@ -42,4 +43,15 @@ type Record struct {
 	DestinationSubset    string
 	RequestProtocol      string // http or grpc
 	GRPCStatus           string // grpc-status of the response, when gRPC
+
+	// The destination workload, for the destination_* workload labels.
+	// SetEndpointLabels fills App, Version and the canonical service from
+	// the endpoint's labels; the dataplane sets the rest when it knows them.
+	DestinationWorkload          string
+	DestinationWorkloadNamespace string
+	DestinationApp               string
+	DestinationPrincipal         string // SPIFFE ID of the upstream, when mTLS verified one
+	DestinationCluster           string
+	DestinationCanonicalService  string
+	DestinationCanonicalRevision string
 }
