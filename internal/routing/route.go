@@ -12,6 +12,9 @@ type Route struct {
 	// Name is Envoy's route name, HTTPRoute.name joined with the match name
 	// by "." (istio route.go TranslateRoute); %ROUTE_NAME% in access logs.
 	Name string `json:"name,omitempty"`
+	// StatPrefix is the match's statPrefix: Envoy keeps per-route stats
+	// under it when set.
+	StatPrefix string `json:"statPrefix,omitempty"`
 	// VirtualService is "namespace/name" of the VirtualService that
 	// produced the route, or "" for the default route of a service.
 	VirtualService string `json:"virtualService,omitempty"`

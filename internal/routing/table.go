@@ -194,6 +194,11 @@ type VirtualHost struct {
 	// VirtualService and gets the service's default route.
 	VirtualService string   `json:"virtualService,omitempty"`
 	Routes         []*Route `json:"routes"`
+	// RequireTLS is set for the hosts of a gateway server with
+	// tls.httpsRedirect: a plain-HTTP request is answered with a 301 to
+	// https before any route is consulted (Envoy VirtualHost.require_tls
+	// ALL, istio gateway.go).
+	RequireTLS bool `json:"requireTLS,omitempty"`
 
 	index *routeIndex
 }
