@@ -1,40 +1,216 @@
 package compile
 
 import (
+	"net"
+	"strconv"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/michi-mesh/michi/internal/config"
 	"github.com/michi-mesh/michi/internal/registry"
 	"github.com/michi-mesh/michi/internal/routing"
 )
 
-// destinationRules indexes the DestinationRules visible to the proxy and
-// answers which (merged) rule applies to a host, following Istio's lookup
-// order: the client's namespace, then the service's namespace, then the
-// root namespace; the most specific host wins.
-type destinationRules struct{}
-
-// newDestinationRules indexes set's DestinationRules for the proxy in opts.
-func newDestinationRules(set *config.Set, reg *registry.Registry, opts Options) (*destinationRules, config.Diagnostics) {
-	return &destinationRules{}, nil
-}
-
-// hashPolicy returns the consistent-hash policy for traffic to host (a
-// service in svcNamespace) on port, to subset ("" for none), with Istio's
-// precedence: subset port-level > subset > rule port-level > rule. It
-// returns nil when the load balancer is not consistent-hash.
-func (d *destinationRules) hashPolicy(host, svcNamespace, subset string, port uint32) *routing.HashPolicy {
-	return nil
-}
-
-// hasSubset reports whether a DestinationRule visible to the proxy
-// defines subset for host.
-func (d *destinationRules) hasSubset(host, svcNamespace, subset string) bool {
-	return false
-}
+// tlsModeLabel marks a workload whose proxy accepts Istio mutual TLS; its
+// value "istio" turns on auto mTLS towards it.
+const tlsModeLabel = "security.istio.io/tlsMode"
 
 // buildClusters returns every cluster of every service visible to the
 // proxy: outbound|port||host for each service port and
 // outbound|port|subset|host for each subset, with endpoints selected by
 // subset labels and the merged traffic policy with defaults filled in.
 func buildClusters(reg *registry.Registry, drs *destinationRules, opts Options) (map[string]*routing.Cluster, config.Diagnostics) {
-	return map[string]*routing.Cluster{}, nil
+	out := map[string]*routing.Cluster{}
+	for _, svc := range reg.Services() {
+		// Of several services claiming one host the proxy sees one.
+		if reg.Lookup(svc.Hostname, opts.Proxy.Namespace) != svc {
+			continue
+		}
+		rule := drs.lookup(svc.Hostname, svc.Namespace)
+		for _, port := range svc.Ports {
+			protocol := portProtocol(port)
+			// Envoy cannot proxy UDP; Istio builds no cluster for it.
+			if protocol == "UDP" {
+				continue
+			}
+			add := func(c *routing.Cluster) {
+				// The first of clusters sharing a name is kept, as Istio's
+				// normalizeClusters does.
+				if c != nil && out[c.Name] == nil {
+					out[c.Name] = c
+				}
+			}
+			add(buildCluster(svc, port, protocol, rule, nil))
+			if rule == nil {
+				continue
+			}
+			for _, ss := range rule.subsets {
+				add(buildCluster(svc, port, protocol, rule, ss))
+			}
+		}
+	}
+	return out, nil
+}
+
+// buildCluster builds the cluster for one service port, narrowed to subset
+// when it is not nil. It returns nil when Istio would build no cluster: a
+// DNS cluster with no endpoint to resolve.
+func buildCluster(svc *registry.Service, port registry.Port, protocol string, rule *mergedRule, subset *networking.Subset) *routing.Cluster {
+	var rulePolicy, subsetPolicy *networking.TrafficPolicy
+	if rule != nil {
+		rulePolicy = rule.policy
+	}
+	if subset != nil {
+		subsetPolicy = subset.GetTrafficPolicy()
+	}
+	tp := clusterTrafficPolicy(rulePolicy, subsetPolicy, port.Number)
+
+	discovery := discoveryFor(svc.Resolution)
+	// PASSTHROUGH load balancing turns any cluster into an
+	// original-destination one (Istio applyLoadBalancer).
+	if tp.GetLoadBalancer().GetSimple() == networking.LoadBalancerSettings_PASSTHROUGH {
+		discovery = routing.DiscoveryOriginalDst
+	}
+	endpoints := []routing.Endpoint{}
+	if discovery != routing.DiscoveryOriginalDst {
+		endpoints = clusterEndpoints(svc, port, subset.GetLabels())
+	}
+	if len(endpoints) == 0 && (discovery == routing.DiscoveryDNS || discovery == routing.DiscoveryLogicalDNS) {
+		return nil
+	}
+
+	c := &routing.Cluster{
+		Name:            routing.ClusterName(port.Number, subset.GetName(), svc.Hostname),
+		Host:            svc.Hostname,
+		Port:            port.Number,
+		Subset:          subset.GetName(),
+		Namespace:       svc.Namespace,
+		Protocol:        protocol,
+		Discovery:       discovery,
+		MeshExternal:    svc.MeshExternal,
+		SubjectAltNames: append([]string(nil), svc.SubjectAltNames...),
+		Endpoints:       endpoints,
+		Policy:          compilePolicy(tp, discovery),
+	}
+	if rule != nil {
+		c.DestinationRule = rule.source()
+		// Tunneling is read straight from the rule, never from port-level
+		// settings, and a subset cluster tunnels only if the subset says
+		// so (Istio tunnelingconfig.Apply).
+		if subset != nil {
+			c.Policy.Tunnel = compileTunnel(subsetPolicy.GetTunnel())
+		} else {
+			c.Policy.Tunnel = compileTunnel(rulePolicy.GetTunnel())
+		}
+	}
+	if c.Policy.TLS == nil && autoMTLS(svc, endpoints) {
+		c.Policy.TLS = &routing.ClientTLS{Mode: routing.TLSIstioMutual, Auto: true}
+	}
+	return c
+}
+
+// autoMTLS reports whether auto mTLS (Istio's default enableAutoMtls)
+// applies when no TLS policy is set: the service is in the mesh and every
+// endpoint is a workload whose proxy accepts Istio mutual TLS. Istio
+// decides per endpoint; a cluster with a mix stays plaintext here, which a
+// mesh workload in Istio's default PERMISSIVE mode accepts.
+func autoMTLS(svc *registry.Service, endpoints []routing.Endpoint) bool {
+	if svc.MeshExternal || len(endpoints) == 0 {
+		return false
+	}
+	for _, ep := range endpoints {
+		if ep.TLSMode != "istio" {
+			return false
+		}
+	}
+	return true
+}
+
+// discoveryFor maps ServiceEntry resolution to the cluster discovery type
+// Istio uses (cluster.go convertResolution).
+func discoveryFor(resolution string) routing.Discovery {
+	switch resolution {
+	case networking.ServiceEntry_STATIC.String():
+		return routing.DiscoveryStatic
+	case networking.ServiceEntry_DNS.String():
+		return routing.DiscoveryDNS
+	case networking.ServiceEntry_DNS_ROUND_ROBIN.String():
+		return routing.DiscoveryLogicalDNS
+	default:
+		// NONE forwards to the address the client dialled; DYNAMIC_DNS
+		// resolves the request's own host (Envoy's dynamic forward proxy),
+		// which for michi is the same: the destination comes from the
+		// request, not from the registry.
+		return routing.DiscoveryOriginalDst
+	}
+}
+
+// clusterEndpoints returns the service's endpoints whose labels carry
+// every subset label, addressed at their port for p.
+func clusterEndpoints(svc *registry.Service, p registry.Port, subsetLabels map[string]string) []routing.Endpoint {
+	out := []routing.Endpoint{}
+	for _, ep := range svc.Endpoints {
+		if !registry.LabelsMatch(subsetLabels, ep.Labels) {
+			continue
+		}
+		weight := ep.Weight
+		if weight == 0 {
+			weight = 1
+		}
+		out = append(out, routing.Endpoint{
+			Address:        endpointAddress(ep, p),
+			Labels:         ep.Labels,
+			Locality:       ep.Locality,
+			Weight:         weight,
+			Network:        ep.Network,
+			ServiceAccount: ep.ServiceAccount,
+			TLSMode:        ep.Labels[tlsModeLabel],
+		})
+	}
+	return out
+}
+
+// endpointAddress is "ip:port" or "host:port"; a Unix socket address
+// (unix:///path, unix://@abstract) has no port.
+func endpointAddress(ep *registry.Endpoint, p registry.Port) string {
+	if strings.HasPrefix(ep.Address, "unix://") {
+		return ep.Address
+	}
+	return net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(ep.TargetPort(p)), 10))
+}
+
+// protocolNames are the protocols Istio recognises by name, lower case
+// (istio pkg/config/protocol Parse).
+var protocolNames = map[string]string{
+	"http":       "HTTP",
+	"http2":      "HTTP2",
+	"https":      "HTTPS",
+	"http_proxy": "HTTP_PROXY",
+	"grpc":       "GRPC",
+	"grpc-web":   "GRPC-WEB",
+	"tcp":        "TCP",
+	"tls":        "TLS",
+	"udp":        "UDP",
+	"mongo":      "MONGO",
+	"mysql":      "MYSQL",
+	"redis":      "REDIS",
+}
+
+// portProtocol is the port's protocol, upper case. An unset protocol is
+// taken from the port name's prefix, "http-web" or "grpc" say, as Istio
+// names Kubernetes service ports (kube ConvertProtocol); otherwise it
+// stays "" and the proxy sniffs the protocol.
+func portProtocol(p registry.Port) string {
+	if p.Protocol != "" {
+		return strings.ToUpper(p.Protocol)
+	}
+	name := strings.ToLower(p.Name)
+	if name == "grpc-web" || strings.HasPrefix(name, "grpc-web-") {
+		return protocolNames["grpc-web"]
+	}
+	if i := strings.IndexByte(name, '-'); i >= 0 {
+		name = name[:i]
+	}
+	return protocolNames[name]
 }
