@@ -29,7 +29,7 @@ func buildClusters(reg *registry.Registry, drs *destinationRules, opts Options) 
 		}
 		rule := drs.lookup(svc.Hostname, svc.Namespace)
 		for _, port := range svc.Ports {
-			protocol := portProtocol(port)
+			protocol := clusterProtocol(port)
 			// Envoy cannot proxy UDP; Istio builds no cluster for it.
 			if protocol == "UDP" {
 				continue
@@ -197,11 +197,11 @@ var protocolNames = map[string]string{
 	"redis":      "REDIS",
 }
 
-// portProtocol is the port's protocol, upper case. An unset protocol is
+// clusterProtocol is the port's protocol, upper case. An unset protocol is
 // taken from the port name's prefix, "http-web" or "grpc" say, as Istio
 // names Kubernetes service ports (kube ConvertProtocol); otherwise it
 // stays "" and the proxy sniffs the protocol.
-func portProtocol(p registry.Port) string {
+func clusterProtocol(p registry.Port) string {
 	if p.Protocol != "" {
 		return strings.ToUpper(p.Protocol)
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/michi-mesh/michi/internal/routing"
 )
 
-// DefaultRootNamespace is the mesh root namespace when Options leaves it
-// empty (Istio meshConfig.rootNamespace).
-const DefaultRootNamespace = "istio-system"
+// meshRootNamespace is Istio's default meshConfig.rootNamespace, used when
+// Options leaves RootNamespace empty.
+const meshRootNamespace = "istio-system"
 
 // destinationRules indexes the DestinationRules visible to the proxy and
 // answers which (merged) rule applies to a host, following Istio's lookup
@@ -74,7 +74,7 @@ func newDestinationRules(set *config.Set, reg *registry.Registry, opts Options) 
 		rootLocal:   newRuleIndex(),
 	}
 	if d.rootNS == "" {
-		d.rootNS = DefaultRootNamespace
+		d.rootNS = meshRootNamespace
 	}
 	ix := indexer{diags: &config.Diagnostics{}, seen: map[string]bool{}, services: reg.Services()}
 	ix.serviceHosts = make(map[string]bool, len(ix.services))
