@@ -1,9 +1,17 @@
 // Package compile turns Istio resources, the service registry and a proxy
 // identity into an immutable routing.Table. It is pure: no I/O, no clocks,
 // no randomness, and the same input always gives the same table.
+//
+// compile sits between config (decoded, validated resources) and the
+// dataplane (which only reads routing.Table). It imports config, registry
+// and routing, never the dataplane, upstream or source packages.
 package compile
 
 import (
+	"encoding/hex"
+	"encoding/json"
+	"hash/fnv"
+
 	"github.com/michi-mesh/michi/internal/config"
 	"github.com/michi-mesh/michi/internal/registry"
 	"github.com/michi-mesh/michi/internal/routing"
@@ -23,10 +31,150 @@ type Options struct {
 	RootNamespace string
 }
 
+// Defaults for the zero values of Options.
+const (
+	DefaultNamespace     = "default"
+	DefaultRootNamespace = "istio-system"
+)
+
+// withDefaults fills in the zero fields: role mesh, namespace "default",
+// Istio's mesh defaults for the rest (istio pkg/config/mesh).
+func (o Options) withDefaults() Options {
+	if o.Proxy.Role == "" {
+		o.Proxy.Role = routing.RoleMesh
+	}
+	if o.Proxy.Namespace == "" {
+		o.Proxy.Namespace = DefaultNamespace
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = config.DefaultClusterDomain
+	}
+	if o.OutboundPolicy == "" {
+		o.OutboundPolicy = routing.AllowAny
+	}
+	if o.RootNamespace == "" {
+		o.RootNamespace = DefaultRootNamespace
+	}
+	return o
+}
+
 // Compile builds the routing table. It is best-effort: a resource that
 // cannot be used is left out with a diagnostic, and the rest compiles.
+//
+// It assumes set has passed config.Validate, but never panics on anything
+// the loader can produce.
 func Compile(set *config.Set, reg *registry.Registry, opts Options) (*routing.Table, config.Diagnostics) {
-	panic("compile.Compile: not implemented yet")
+	opts = opts.withDefaults()
+	c := newCompiler(set, reg, opts)
+
+	table := &routing.Table{
+		Proxy:          opts.Proxy,
+		OutboundPolicy: opts.OutboundPolicy,
+		HTTP:           map[uint32]*routing.RouteConfig{},
+	}
+	switch opts.Proxy.Role {
+	case routing.RoleGateway:
+		c.buildGateway(table)
+	default:
+		c.buildMesh(table)
+	}
+
+	clusters, cdiags := buildClusters(reg, c.drs, opts)
+	c.diags.addAll(cdiags)
+	if clusters == nil {
+		clusters = map[string]*routing.Cluster{}
+	}
+	table.Clusters = clusters
+	table.Version = tableVersion(table)
+	return table, c.diags.list()
+}
+
+// compiler carries what every part of a compilation shares. It lives for
+// one Compile or Analyze call.
+type compiler struct {
+	set  *config.Set
+	reg  *registry.Registry
+	opts Options
+	drs  *destinationRules
+	vs   *vsIndex
+
+	diags diagSet
+}
+
+func newCompiler(set *config.Set, reg *registry.Registry, opts Options) *compiler {
+	c := &compiler{set: set, reg: reg, opts: opts}
+	drs, ddiags := newDestinationRules(set, reg, opts)
+	c.drs = drs
+	c.diags.addAll(ddiags)
+	c.vs = indexVirtualServices(set, opts)
+	c.diags.addAll(c.vs.delegateFindings)
+	return c
+}
+
+// tableVersion is a short hash of the table's content, so that two
+// compilations of the same configuration carry the same version and the
+// engine can skip publishing an identical table.
+func tableVersion(t *routing.Table) string {
+	h := fnv.New64a()
+	// The table is plain data; encoding/json sorts map keys, so the
+	// encoding is deterministic. An encoding error cannot happen for these
+	// types, and would only make the version less specific.
+	_ = json.NewEncoder(h).Encode(t)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// diagSet collects diagnostics without duplicates: the same rule is
+// compiled once per port and per gateway server, and a problem with it must
+// be reported once.
+type diagSet struct {
+	seen  map[config.Diagnostic]bool
+	diags config.Diagnostics
+}
+
+func (s *diagSet) add(d config.Diagnostic) {
+	if s.seen == nil {
+		s.seen = map[config.Diagnostic]bool{}
+	}
+	if s.seen[d] {
+		return
+	}
+	s.seen[d] = true
+	s.diags = append(s.diags, d)
+}
+
+func (s *diagSet) addAll(ds config.Diagnostics) {
+	for _, d := range ds {
+		s.add(d)
+	}
+}
+
+func (s *diagSet) warnf(r *config.Resource, field, format string, args ...any) {
+	s.report(r, config.Warning, field, format, args...)
+}
+
+func (s *diagSet) errorf(r *config.Resource, field, format string, args ...any) {
+	s.report(r, config.Error, field, format, args...)
+}
+
+func (s *diagSet) report(r *config.Resource, sev config.Severity, field, format string, args ...any) {
+	var ds config.Diagnostics
+	rep := config.NewReporter(r, &ds)
+	switch sev {
+	case config.Error:
+		rep.Errorf(field, format, args...)
+	case config.Warning:
+		rep.Warnf(field, format, args...)
+	default:
+		rep.Infof(field, format, args...)
+	}
+	s.addAll(ds)
+}
+
+// list returns the findings in a stable order.
+func (s *diagSet) list() config.Diagnostics {
+	out := append(config.Diagnostics(nil), s.diags...)
+	out.Sort()
+	return out
 }
 
 // Analyze runs the cross-resource checks: references to missing subsets,
