@@ -222,7 +222,7 @@ func (e *Engine) Run(ctx context.Context, src Source) error {
 	return nil
 }
 
-// Apply validates, compiles and publishes one configuration set; loadDiags
+// Apply validates, compiles, analyzes and publishes one configuration set; loadDiags
 // are the loader's findings about it. Any error finding rejects the whole
 // set: the live table stays, every finding is logged, and a
 // *RejectedError is returned. A set that compiles to the live table's
@@ -238,7 +238,7 @@ func (e *Engine) Apply(set *config.Set, loadDiags config.Diagnostics) error {
 		table, cdiags = e.compileSafely(set, reg)
 		diags = append(diags, cdiags...)
 	}
-	diags.Sort()
+	diags = dedupe(diags)
 	if diags.HasErrors() {
 		return e.reject(diags, start)
 	}
@@ -317,9 +317,11 @@ func (e *Engine) logFinding(d config.Diagnostic) {
 	e.log.Log(context.Background(), level, "configuration finding", "finding", d.String())
 }
 
-// compileSafely runs the compile function, turning a panic into an error
-// finding: a bug in the compiler must not take down a proxy that is
-// serving the previous configuration.
+// compileSafely runs the compile function and compile.Analyze, the
+// cross-resource checks `michi validate` runs too, so that the proxy
+// rejects what validate rejects and /config_dump shows the same warnings.
+// A panic becomes an error finding: a bug in the compiler must not take
+// down a proxy that is serving the previous configuration.
 func (e *Engine) compileSafely(set *config.Set, reg *registry.Registry) (table *routing.Table, diags config.Diagnostics) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -329,10 +331,24 @@ func (e *Engine) compileSafely(set *config.Set, reg *registry.Registry) (table *
 		}
 	}()
 	table, diags = e.compile(set, reg, e.opts.Compile)
+	diags = append(diags, compile.Analyze(set, reg, e.opts.Compile)...)
 	if table == nil && !diags.HasErrors() {
 		diags = append(diags, config.Diagnostic{Severity: config.Error, Message: "internal error: compile returned no table"})
 	}
 	return table, diags
+}
+
+// dedupe sorts findings and drops repeats: compile and Analyze can both
+// report one problem.
+func dedupe(ds config.Diagnostics) config.Diagnostics {
+	ds.Sort()
+	out := ds[:0]
+	for _, d := range ds {
+		if len(out) == 0 || d != out[len(out)-1] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func nonErrors(ds config.Diagnostics) config.Diagnostics {

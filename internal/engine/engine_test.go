@@ -489,3 +489,56 @@ func TestRejectedErrorMessage(t *testing.T) {
 		t.Errorf("Error() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestApplyWithRealCompiler runs the default CompileFunc, compile.Compile,
+// on real files: the reviews VirtualService becomes a route on port 9080
+// to the reviews cluster.
+func TestApplyWithRealCompiler(t *testing.T) {
+	published := make(chan *routing.Table, 1)
+	e := New(Options{
+		Compile: compile.Options{Proxy: routing.Proxy{Role: routing.RoleMesh, Namespace: "default"}},
+		Logger:  slog.New(slog.DiscardHandler),
+		Publish: func(t *routing.Table, _ map[string]*upstream.Cluster) { published <- t },
+	})
+	set, diags := load(t, map[string]string{"se.yaml": reviewsSE, "vs.yaml": reviewsVS})
+	if err := e.Apply(set, diags); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	table := <-published
+	rc := table.HTTP[9080]
+	if rc == nil {
+		t.Fatalf("table has no route configuration for port 9080: %v", table.HTTP)
+	}
+	vh := rc.Lookup("reviews.default.svc.cluster.local")
+	if vh == nil || vh.VirtualService != "default/reviews" || len(vh.Routes) == 0 || vh.Routes[0].Forward == nil {
+		t.Fatalf("virtual host for reviews = %+v, want the VirtualService's forward route", vh)
+	}
+	if got, want := vh.Routes[0].Forward.Destinations[0].Cluster, "outbound|9080||reviews.default.svc.cluster.local"; got != want {
+		t.Errorf("route goes to %q, want %q", got, want)
+	}
+	if table.Clusters["outbound|9080||reviews.default.svc.cluster.local"] == nil {
+		t.Errorf("table lacks the reviews cluster: %v", table.Clusters)
+	}
+	if e.Status().Version != table.Version || table.Version == "" {
+		t.Errorf("Status().Version = %q, want the table's non-empty %q", e.Status().Version, table.Version)
+	}
+
+	// Compiling the same files again gives the same version: no publish.
+	if err := e.Apply(set, diags); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-published:
+		t.Error("an identical configuration was published again")
+	default:
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	a := config.Diagnostic{File: "a.yaml", Line: 1, Severity: config.Warning, Message: "x"}
+	b := config.Diagnostic{File: "b.yaml", Line: 2, Severity: config.Error, Message: "y"}
+	got := dedupe(config.Diagnostics{b, a, b, a, a})
+	if diff := cmp.Diff(config.Diagnostics{a, b}, got); diff != "" {
+		t.Errorf("dedupe mismatch (-want +got):\n%s", diff)
+	}
+}
