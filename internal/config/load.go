@@ -245,21 +245,23 @@ func (l *loader) object(file string, n *yaml.Node, listPath string) {
 		}
 	}
 	r.Spec = msg
-	if diags.HasErrors() {
-		l.diags = append(l.diags, diags...)
-		return
+	// Names are checked for duplicates even when the spec is broken, so
+	// that a second copy of a broken resource is not silently used.
+	if r.Name != "" {
+		key := r.Key()
+		if l.seen == nil {
+			l.seen = map[string]*Resource{}
+		}
+		if prev, ok := l.seen[key]; ok {
+			rep.Errorf("metadata.name", "duplicate %s; first defined at %s:%d", key, prev.Pos.File, prev.Pos.Line)
+		} else {
+			l.seen[key] = r
+		}
 	}
 	l.diags = append(l.diags, diags...)
-	key := r.Key()
-	if l.seen == nil {
-		l.seen = map[string]*Resource{}
-	}
-	if prev, ok := l.seen[key]; ok {
-		rep.Errorf("metadata.name", "duplicate %s; first defined at %s:%d", key, prev.Pos.File, prev.Pos.Line)
-		l.diags = append(l.diags, diags...)
+	if diags.HasErrors() {
 		return
 	}
-	l.seen[key] = r
 	l.set.Resources = append(l.set.Resources, r)
 }
 
