@@ -1,7 +1,9 @@
 package compile
 
 import (
+	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +125,27 @@ func TestDestinationRuleLookupOrder(t *testing.T) {
 			dr("svc", "owner", "host: reviews\nexportTo: [other]"),
 		},
 		want: "istio-system/root",
+	}, {
+		name: "of rules kept apart, the one exported to the client counts (first)",
+		rules: []string{
+			dr("svc", "a", "host: reviews\nexportTo: [client]"),
+			dr("svc", "b", "host: reviews\nexportTo: [other]"),
+		},
+		want: "svc/a",
+	}, {
+		name: "of rules kept apart, the one exported to the client counts (last)",
+		rules: []string{
+			dr("svc", "a", "host: reviews\nexportTo: [other]"),
+			dr("svc", "b", "host: reviews\nexportTo: [client]"),
+		},
+		want: "svc/b",
+	}, {
+		name: "of rules kept apart and both exported to the client, the last counts",
+		rules: []string{
+			dr("svc", "a", "host: reviews\nexportTo: ['*']"),
+			dr("svc", "b", "host: reviews\nexportTo: [client]"),
+		},
+		want: "svc/b",
 	}, {
 		name:  "exportTo ~ hides the rule from everyone",
 		rules: []string{dr("svc", "owner", "host: reviews\nexportTo: [\"~\"]")},
@@ -1196,5 +1219,79 @@ subsets:
 	v1 := cluster(t, clusters, "outbound|9080|v1|"+reviewsHost)
 	if v1.Discovery != routing.DiscoveryStatic || len(v1.Endpoints) != 1 {
 		t.Errorf("v1 subset: discovery %s, %d endpoints; want STATIC, 1", v1.Discovery, len(v1.Endpoints))
+	}
+}
+
+// manyServices writes n ServiceEntries in namespace svc, each with two
+// ports and three endpoints, and a DestinationRule with a policy and two
+// subsets for every second one, plus a namespace-wide wildcard rule.
+func manyServices(n int) string {
+	var b strings.Builder
+	for i := range n {
+		host := "svc" + strconv.Itoa(i)
+		fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: svc}
+spec:
+  hosts: [%[1]s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}, {number: 443, name: tls, protocol: TLS}]
+  endpoints:
+  - {address: 10.%[2]d.%[3]d.1, labels: {version: v1}}
+  - {address: 10.%[2]d.%[3]d.2, labels: {version: v2}}
+  - {address: 10.%[2]d.%[3]d.3, labels: {version: v2}}
+---
+`, host, i/256%256, i%256)
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "%s\n---\n", dr("svc", host, "host: "+host+`
+trafficPolicy:
+  connectionPool: {http: {http2MaxRequests: 100}}
+  outlierDetection: {consecutive5xxErrors: 3}
+subsets:
+- {name: v1, labels: {version: v1}}
+- {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}}`))
+		}
+	}
+	b.WriteString(dr("svc", "wildcard", "host: '*.svc.svc.cluster.local'\ntrafficPolicy: {loadBalancer: {simple: RANDOM}}"))
+	return b.String()
+}
+
+// BenchmarkBuildClusters10kServices indexes 5,000 rules and builds the
+// 40,000 clusters of 10,000 services (two ports each, two subsets on
+// half of them).
+func BenchmarkBuildClusters10kServices(b *testing.B) {
+	set, diags := config.LoadBytes("bench.yaml", []byte(manyServices(10000)), config.LoadOptions{})
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	reg := registry.Build(set, "")
+	opts := Options{Proxy: clientProxy}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		drs, _ := newDestinationRules(set, reg, opts)
+		clusters, _ := buildClusters(reg, drs, opts)
+		if len(clusters) != 40000 {
+			b.Fatalf("%d clusters, want 40000", len(clusters))
+		}
+	}
+}
+
+// BenchmarkHashPolicy is the per-destination lookup route compilation
+// does.
+func BenchmarkHashPolicy(b *testing.B) {
+	set, diags := config.LoadBytes("bench.yaml", []byte(manyServices(10000)), config.LoadOptions{})
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	reg := registry.Build(set, "")
+	drs, _ := newDestinationRules(set, reg, Options{Proxy: clientProxy})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if drs.hashPolicy("svc"+strconv.Itoa(i%10000)+".svc.svc.cluster.local", "svc", "v2", 80) == nil && i%2 == 0 {
+			b.Fatal("no hash policy for subset v2")
+		}
 	}
 }

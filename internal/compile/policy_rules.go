@@ -382,13 +382,24 @@ func (d *destinationRules) candidates(host, svcNS string) []*mergedRule {
 // exportedFrom returns the rules for host that namespace ns exports to the
 // proxy's namespace.
 func (d *destinationRules) exportedFrom(ns, host string) []*mergedRule {
-	var out []*mergedRule
-	for _, r := range d.exported[ns].match(host) {
-		if len(r.exportTo) == 0 || r.exportTo["*"] || r.exportTo[d.proxyNS] {
-			out = append(out, r)
-		}
+	rules := d.exported[ns].match(host)
+	visible := func(r *mergedRule) bool {
+		return len(r.exportTo) == 0 || r.exportTo["*"] || r.exportTo[d.proxyNS]
 	}
-	return out
+	for i, r := range rules {
+		if visible(r) {
+			continue
+		}
+		// Copy only when something must go; usually every entry is visible.
+		out := append([]*mergedRule(nil), rules[:i]...)
+		for _, r := range rules[i+1:] {
+			if visible(r) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return rules
 }
 
 // choose picks the rule for this proxy among entries for one host, as
