@@ -222,11 +222,11 @@ func (e *Engine) Run(ctx context.Context, src Source) error {
 	return nil
 }
 
-// Apply validates, compiles, analyzes and publishes one configuration set; loadDiags
-// are the loader's findings about it. Any error finding rejects the whole
-// set: the live table stays, every finding is logged, and a
-// *RejectedError is returned. A set that compiles to the live table's
-// version is accepted without publishing again.
+// Apply validates, compiles, analyzes and publishes one configuration
+// set; loadDiags are the loader's findings about it. Any error finding
+// rejects the whole set: the live table stays, every finding is logged,
+// and a *RejectedError is returned. A set that compiles to the live
+// table's version is accepted without publishing again.
 func (e *Engine) Apply(set *config.Set, loadDiags config.Diagnostics) error {
 	start := e.now()
 	diags := append(config.Diagnostics(nil), loadDiags...)
