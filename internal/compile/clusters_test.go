@@ -374,6 +374,15 @@ subsets:
 		subsets: []string{"v1"},
 		lb:      routing.LBLeastRequest,
 	}, {
+		name: "a subset repeated within one rule is not blamed on another",
+		rules: []string{
+			dr("svc", "a", "host: reviews\nsubsets: [{name: v1}]"),
+			dr("svc", "b", "host: reviews\nsubsets: [{name: v2}, {name: v2}]"),
+		},
+		want:    "svc/a,svc/b",
+		subsets: []string{"v1", "v2"},
+		lb:      routing.LBLeastRequest,
+	}, {
 		name: "same selector merged",
 		rules: []string{
 			dr("client", "one", "host: "+reviewsHost+"\nworkloadSelector: {matchLabels: {app: client}}\nsubsets: [{name: v1}]"),

@@ -242,7 +242,12 @@ func (e *mergedRule) absorb(in *mergedRule) []config.Diagnostic {
 	for _, s := range e.subsets {
 		have[s.GetName()] = true
 	}
+	own := make(map[string]bool, len(in.subsets))
 	for i, s := range in.subsets {
+		if own[s.GetName()] {
+			continue // repeated within the rule itself: validation reports it
+		}
+		own[s.GetName()] = true
 		if have[s.GetName()] {
 			lost = append(lost, res.Diagnostic(config.Warning, fmt.Sprintf("spec.subsets[%d].name", i),
 				fmt.Sprintf("subset %q is already defined by DestinationRule %s for host %s; this definition is ignored (Istio keeps the first when merging rules)",
