@@ -29,7 +29,7 @@ func buildClusters(reg *registry.Registry, drs *destinationRules, opts Options) 
 		}
 		rule := drs.lookup(svc.Hostname, svc.Namespace)
 		for _, port := range svc.Ports {
-			protocol := clusterProtocol(port)
+			protocol := portProtocol(port)
 			// Envoy cannot proxy UDP; Istio builds no cluster for it.
 			if protocol == "UDP" {
 				continue
@@ -178,39 +178,4 @@ func endpointAddress(ep *registry.Endpoint, p registry.Port) string {
 		return ep.Address
 	}
 	return net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(ep.TargetPort(p)), 10))
-}
-
-// protocolNames are the protocols Istio recognises by name, lower case
-// (istio pkg/config/protocol Parse).
-var protocolNames = map[string]string{
-	"http":       "HTTP",
-	"http2":      "HTTP2",
-	"https":      "HTTPS",
-	"http_proxy": "HTTP_PROXY",
-	"grpc":       "GRPC",
-	"grpc-web":   "GRPC-WEB",
-	"tcp":        "TCP",
-	"tls":        "TLS",
-	"udp":        "UDP",
-	"mongo":      "MONGO",
-	"mysql":      "MYSQL",
-	"redis":      "REDIS",
-}
-
-// clusterProtocol is the port's protocol, upper case. An unset protocol is
-// taken from the port name's prefix, "http-web" or "grpc" say, as Istio
-// names Kubernetes service ports (kube ConvertProtocol); otherwise it
-// stays "" and the proxy sniffs the protocol.
-func clusterProtocol(p registry.Port) string {
-	if p.Protocol != "" {
-		return strings.ToUpper(p.Protocol)
-	}
-	name := strings.ToLower(p.Name)
-	if name == "grpc-web" || strings.HasPrefix(name, "grpc-web-") {
-		return protocolNames["grpc-web"]
-	}
-	if i := strings.IndexByte(name, '-'); i >= 0 {
-		name = name[:i]
-	}
-	return protocolNames[name]
 }

@@ -1043,7 +1043,7 @@ spec:
   subjectAltNames: [spiffe://cluster.local/ns/svc/sa/ratings]
   ports:
   - {number: 9080, name: http, protocol: http, targetPort: 7000}
-  - {number: 9090, name: grpc-web-api}
+  - {number: 9090, name: grpc-api}
   - {number: 5353, name: dns, protocol: UDP}
   endpoints:
   - address: 10.0.0.1
@@ -1167,7 +1167,7 @@ spec:
 		addresses []string
 		absent    bool
 	}{
-		{name: "protocol from a grpc-web port name", cluster: "outbound|9090||" + ratings, protocol: "GRPC-WEB", discovery: routing.DiscoveryStatic,
+		{name: "protocol from a grpc port name", cluster: "outbound|9090||" + ratings, protocol: "GRPC", discovery: routing.DiscoveryStatic,
 			lb: routing.LBLeastRequest, addresses: []string{"10.0.0.1:9090", "10.0.0.2:9090", "unix:///var/run/ratings.sock"}},
 		{name: "no cluster for UDP", cluster: "outbound|5353||" + ratings, absent: true},
 		{name: "DNS resolves the host", cluster: "outbound|443||api.example.com", protocol: "TLS", discovery: routing.DiscoveryDNS,
