@@ -11,22 +11,34 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/michi-mesh/michi/internal/routing"
 )
 
 // Options configure a Manager.
 type Options struct {
 	Logger *slog.Logger
-	// Locality is the proxy's own region/zone/subzone, for locality-aware
-	// load balancing.
+	// Locality is the proxy's own region/zone/subzone, and Labels its
+	// workload labels, for locality-aware load balancing (Labels for
+	// failoverPriority).
 	Locality string
+	Labels   map[string]string
 	// MeshTLS is this proxy's mesh identity for ISTIO_MUTUAL; nil disables
 	// ISTIO_MUTUAL and auto mTLS.
 	MeshTLS *MeshIdentity
 	// Now is the clock; nil means time.Now. Tests inject a fake.
 	Now func() time.Time
+	// NewTicker starts the outlier-detection interval timer of a cluster;
+	// nil means time.NewTicker. Tests inject a ticker they drive.
+	NewTicker func(d time.Duration) Ticker
+}
+
+// Ticker is the part of *time.Ticker the outlier detector uses.
+type Ticker interface {
+	C() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
 }
 
 // MeshIdentity is a SPIFFE certificate and the mesh roots.
@@ -36,40 +48,44 @@ type MeshIdentity struct {
 
 // Manager holds the runtime state of every cluster. Update is called by
 // the engine goroutine only; everything else is safe for concurrent use.
-type Manager struct{}
+type Manager struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	ticker func(time.Duration) Ticker
 
-// NewManager returns an empty Manager.
-func NewManager(opts Options) *Manager { panic("not implemented") }
+	// identity is the loaded Options.MeshTLS, refreshed by Update so that
+	// rotated certificate files are picked up at the next reload.
+	identity    atomic.Pointer[meshIdentity]
+	passthrough *Cluster
 
-// Update reconciles with the clusters of a newly compiled table: state for
-// new clusters is created, clusters whose config changed get it swapped in
-// atomically (counters, ejections and connections are kept where the
-// endpoint is kept), and clusters no longer present are closed once their
-// in-flight requests finish. It returns the handles for the new table.
-func (m *Manager) Update(clusters map[string]*routing.Cluster) map[string]*Cluster {
-	panic("not implemented")
+	mu       sync.Mutex // guards clusters and closed
+	clusters map[string]*Cluster
+	closed   bool
 }
 
-// Passthrough returns the cluster for requests to hosts no route knows
-// when the outbound policy is ALLOW_ANY (Istio's PassthroughCluster): it
-// connects to AttemptOptions.OriginalDst.
-func (m *Manager) Passthrough() *Cluster { panic("not implemented") }
+// Cluster is the runtime of one upstream cluster. It is created by
+// Manager.Update and kept, under its name, for as long as the cluster
+// exists; its configuration is an immutable snapshot replaced atomically.
+// A Cluster is safe for concurrent use.
+type Cluster struct {
+	name string
+	m    *Manager
 
-// Status describes every cluster and endpoint, for the admin /clusters
-// page.
-func (m *Manager) Status() []ClusterStatus { panic("not implemented") }
+	state atomic.Pointer[clusterState]
+	stats clusterStats
 
-// Close closes every connection.
-func (m *Manager) Close() {}
+	// mu serialises writers of state: configuration updates and outlier
+	// ejections. Requests never take it.
+	mu        sync.Mutex
+	endpoints map[string]*endpoint // by address, outliving snapshots
+	timer     *intervalTimer       // outlier sweeps; nil without detection
+	retired   bool
 
-// Cluster is the runtime of one upstream cluster.
-type Cluster struct{}
-
-// Name is the cluster name, outbound|port|subset|host.
-func (c *Cluster) Name() string { panic("not implemented") }
-
-// Config returns the cluster's current compiled configuration.
-func (c *Cluster) Config() *routing.Cluster { panic("not implemented") }
+	dynMu    sync.Mutex           // guards dynamic and dynSwept
+	dynamic  map[string]*endpoint // ORIGINAL_DST hosts, created on demand
+	dynSwept time.Time
+}
 
 // AttemptOptions describe one try of a request.
 type AttemptOptions struct {
@@ -95,7 +111,8 @@ type Attempt struct {
 	// Endpoint is the address tried ("" if none was picked).
 	Endpoint string
 	// Locality and Labels of the endpoint, for logs and metrics.
-	Labels map[string]string
+	Locality string
+	Labels   map[string]string
 }
 
 // RoundTrip sends one try of req to the cluster: it picks an endpoint,
@@ -109,14 +126,15 @@ type Attempt struct {
 //
 // Errors are *Error values carrying an Envoy response flag.
 func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, opts AttemptOptions) (*http.Response, Attempt, error) {
-	panic("not implemented")
+	return c.roundTrip(ctx, req, opts)
 }
 
 // Error is an upstream failure with its Envoy response flag.
 type Error struct {
 	// Flag is the Envoy response flag: UH (no healthy upstream), UF
 	// (connection failure), UO (overflow), UC (connection terminated),
-	// UR (remote reset), UT (timeout).
+	// UR (remote reset), UT (the try's context deadline passed; Err wraps
+	// context.DeadlineExceeded), DC (the try's context was cancelled).
 	Flag string
 	// BeforeRequest is true when nothing of the request reached the
 	// upstream (retry condition reset-before-request, connect-failure).
