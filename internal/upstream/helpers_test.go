@@ -19,7 +19,7 @@ import (
 // connections it accepts.
 type backend struct {
 	*httptest.Server
-	conns  atomic.Int64 // connections accepted
+	conns  atomic.Int64  // connections accepted
 	closed chan struct{} // one value per connection closed
 }
 

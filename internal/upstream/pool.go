@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -266,10 +267,11 @@ func (p *pool) connect(st *clusterState) {
 		}
 	}
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		timeout := isTimeout(ctx, err)
+		if timeout {
 			err = fmt.Errorf("connect timeout after %v: %w", st.connectTimeout, err)
 		}
-		p.connectFailed(ctx, err)
+		p.connectFailed(err, timeout)
 		return
 	}
 	pc := &pconn{cc: cc, mc: d.mc, h2: d.h2}
@@ -301,11 +303,18 @@ func (p *pool) connect(st *clusterState) {
 	}
 }
 
+// isTimeout reports whether a dial failed for lack of time. The dialer
+// may report its own i/o timeout an instant before ctx's deadline shows.
+func isTimeout(ctx context.Context, err error) bool {
+	var ne net.Error
+	return ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // connectFailed fails the pending requests after a connect failure.
-func (p *pool) connectFailed(ctx context.Context, err error) {
+func (p *pool) connectFailed(err error, timeout bool) {
 	s := &p.c.stats
 	s.cxConnectFail.Add(1)
-	if ctx.Err() == context.DeadlineExceeded {
+	if timeout {
 		s.cxConnectTimeout.Add(1)
 	}
 	ue := &Error{Flag: "UF", BeforeRequest: true, Err: fmt.Errorf("connect to %s: %w", p.ep.addr, err)}

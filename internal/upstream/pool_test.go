@@ -198,7 +198,6 @@ func TestConnectFailureIsUF(t *testing.T) {
 	}
 }
 
-
 func TestConnectTimeout(t *testing.T) {
 	// A listener whose backlog is full never completes another
 	// handshake: fill it with connections nobody accepts.
