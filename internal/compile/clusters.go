@@ -21,6 +21,7 @@ const tlsModeLabel = "security.istio.io/tlsMode"
 // outbound|port|subset|host for each subset, with endpoints selected by
 // subset labels and the merged traffic policy with defaults filled in.
 func buildClusters(reg *registry.Registry, drs *destinationRules, opts Options) (map[string]*routing.Cluster, config.Diagnostics) {
+	b := clusterBuilder{sidecar: opts.Proxy.Role != routing.RoleGateway, reported: map[string]bool{}}
 	out := map[string]*routing.Cluster{}
 	for _, svc := range reg.Services() {
 		// Of several services claiming one host the proxy sees one.
@@ -41,22 +42,30 @@ func buildClusters(reg *registry.Registry, drs *destinationRules, opts Options) 
 					out[c.Name] = c
 				}
 			}
-			add(buildCluster(svc, port, protocol, rule, nil))
+			add(b.build(svc, port, protocol, rule, nil))
 			if rule == nil {
 				continue
 			}
 			for _, ss := range rule.subsets {
-				add(buildCluster(svc, port, protocol, rule, ss))
+				add(b.build(svc, port, protocol, rule, ss))
 			}
 		}
 	}
-	return out, nil
+	return out, b.diags
 }
 
-// buildCluster builds the cluster for one service port, narrowed to subset
-// when it is not nil. It returns nil when Istio would build no cluster: a
-// DNS cluster with no endpoint to resolve.
-func buildCluster(svc *registry.Service, port registry.Port, protocol string, rule *mergedRule, subset *networking.Subset) *routing.Cluster {
+// clusterBuilder builds the clusters of one proxy and collects what it
+// has to report about them, once per cause.
+type clusterBuilder struct {
+	sidecar  bool
+	diags    config.Diagnostics
+	reported map[string]bool
+}
+
+// build builds the cluster for one service port, narrowed to subset when
+// it is not nil. It returns nil when Istio would build no cluster: a DNS
+// cluster with no endpoint to resolve.
+func (b *clusterBuilder) build(svc *registry.Service, port registry.Port, protocol string, rule *mergedRule, subset *networking.Subset) *routing.Cluster {
 	var rulePolicy, subsetPolicy *networking.TrafficPolicy
 	if rule != nil {
 		rulePolicy = rule.policy
@@ -103,11 +112,46 @@ func buildCluster(svc *registry.Service, port registry.Port, protocol string, ru
 		} else {
 			c.Policy.Tunnel = compileTunnel(rulePolicy.GetTunnel())
 		}
+		if b.sidecar && sidecarDropsTLS(tp.GetTls(), rule) {
+			c.Policy.TLS = &routing.ClientTLS{Mode: routing.TLSDisable}
+			b.reportDroppedTLS(rule, tp.GetTls())
+		}
 	}
 	if c.Policy.TLS == nil && autoMTLS(svc, endpoints) {
 		c.Policy.TLS = &routing.ClientTLS{Mode: routing.TLSIstioMutual, Auto: true}
 	}
 	return c
+}
+
+// configMapCredential prefixes a credentialName that names a ConfigMap,
+// which any proxy may read.
+const configMapCredential = "configmap://"
+
+// sidecarDropsTLS reports whether a sidecar gets no TLS at all for t:
+// Istio will not hand a secret named by credentialName to every sidecar a
+// rule without a workload selector reaches, so it builds no TLS context
+// for SIMPLE or MUTUAL and the sidecar sends plaintext
+// (cluster_tls.go buildUpstreamClusterTLSContext).
+func sidecarDropsTLS(t *networking.ClientTLSSettings, rule *mergedRule) bool {
+	if t.GetCredentialName() == "" || strings.HasPrefix(t.GetCredentialName(), configMapCredential) || rule.hasSelector {
+		return false
+	}
+	return t.GetMode() == networking.ClientTLSSettings_SIMPLE || t.GetMode() == networking.ClientTLSSettings_MUTUAL
+}
+
+// reportDroppedTLS warns, once, at the tls block a sidecar cannot use.
+func (b *clusterBuilder) reportDroppedTLS(rule *mergedRule, t *networking.ClientTLSSettings) {
+	for _, res := range rule.from {
+		forEachTrafficPolicy(res.DestinationRule(), func(path string, _ *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings, _ *networking.TrafficPolicy_RetryBudget) {
+			key := res.NamespacedName() + "\x00" + path
+			if tls != t || b.reported[key] {
+				return
+			}
+			b.reported[key] = true
+			b.diags = append(b.diags, res.Diagnostic(config.Warning, path+".tls.credentialName",
+				"a sidecar gets no TLS from a rule without workloadSelector whose tls names a credentialName: Istio sends this traffic in plaintext; add a workloadSelector or use certificate files"))
+		})
+	}
 }
 
 // autoMTLS reports whether auto mTLS (Istio's default enableAutoMtls)

@@ -728,11 +728,9 @@ func TestClusterPolicy(t *testing.T) {
 			p.TLS = &routing.ClientTLS{Mode: routing.TLSMutual, CertFile: "/c.pem", KeyFile: "/k.pem", CAFile: "/ca.pem"}
 		},
 	}, {
-		name:   "mutual TLS with a credential",
+		name:   "a sidecar gets no TLS for a credential without workload selector",
 		policy: "tls: {mode: MUTUAL, credentialName: reviews-client}",
-		want: func(p *routing.Policy) {
-			p.TLS = &routing.ClientTLS{Mode: routing.TLSMutual, CredentialName: "reviews-client"}
-		},
+		want:   func(p *routing.Policy) { p.TLS = &routing.ClientTLS{Mode: routing.TLSDisable} },
 	}, {
 		name:   "explicit ISTIO_MUTUAL is not auto",
 		policy: "tls: {mode: ISTIO_MUTUAL, sni: outbound_.9080_._.reviews}",
@@ -785,6 +783,73 @@ func TestClusterPolicy(t *testing.T) {
 			got := cluster(t, clusters, "outbound|9080||"+reviewsHost).Policy
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("policy (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestCredentialNameOnSidecars(t *testing.T) {
+	gateway := routing.Proxy{Role: routing.RoleGateway, Namespace: "client", Labels: clientProxy.Labels}
+	mutual := &routing.ClientTLS{Mode: routing.TLSMutual, CredentialName: "reviews-client"}
+	tests := []struct {
+		name      string
+		proxy     routing.Proxy
+		rule      string
+		want      *routing.ClientTLS
+		wantDiags []string
+	}{{
+		name:  "sidecar, rule without selector: plaintext",
+		proxy: clientProxy,
+		rule: dr("svc", "reviews", `
+host: reviews
+subsets:
+- name: v1
+  trafficPolicy: {tls: {mode: MUTUAL, credentialName: reviews-client}}`),
+		want: &routing.ClientTLS{Mode: routing.TLSDisable},
+		wantDiags: []string{
+			"test.yaml:22: DestinationRule svc/reviews: spec.subsets[0].trafficPolicy.tls.credentialName: warning: a sidecar gets no TLS from a rule without workloadSelector whose tls names a credentialName: Istio sends this traffic in plaintext; add a workloadSelector or use certificate files",
+		},
+	}, {
+		name:  "sidecar, rule with a selector",
+		proxy: clientProxy,
+		rule: dr("client", "reviews", `
+host: `+reviewsHost+`
+workloadSelector: {matchLabels: {app: client}}
+subsets:
+- name: v1
+  trafficPolicy: {tls: {mode: MUTUAL, credentialName: reviews-client}}`),
+		want: mutual,
+	}, {
+		name:  "gateway",
+		proxy: gateway,
+		rule: dr("svc", "reviews", `
+host: reviews
+subsets:
+- name: v1
+  trafficPolicy: {tls: {mode: MUTUAL, credentialName: reviews-client}}`),
+		want: mutual,
+	}, {
+		name:  "sidecar, ConfigMap credential",
+		proxy: clientProxy,
+		rule: dr("svc", "reviews", `
+host: reviews
+subsets:
+- name: v1
+  trafficPolicy: {tls: {mode: SIMPLE, credentialName: "configmap://reviews-ca"}}`),
+		want: &routing.ClientTLS{Mode: routing.TLSSimple, CredentialName: "configmap://reviews-ca"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, clusters, diags := build(t, tc.proxy, reviewsSE, tc.rule)
+			// Both ports' v1 clusters use the block; it is reported once.
+			for _, port := range []string{"9080", "9443"} {
+				got := cluster(t, clusters, "outbound|"+port+"|v1|"+reviewsHost).Policy.TLS
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("port %s TLS (-want +got):\n%s", port, diff)
+				}
+			}
+			if diff := cmp.Diff(tc.wantDiags, diagStrings(diags)); diff != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", diff)
 			}
 		})
 	}

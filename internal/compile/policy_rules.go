@@ -301,7 +301,7 @@ func (ix *indexer) reportIgnored(res *config.Resource, dr *networking.Destinatio
 		ix.report(res.Diagnostic(config.Info, "spec.host",
 			fmt.Sprintf("no service in the registry matches host %q; the rule has no effect", host)))
 	}
-	forEachTrafficPolicy(dr, func(path string, lb *networking.LoadBalancerSettings, rb *networking.TrafficPolicy_RetryBudget) {
+	forEachTrafficPolicy(dr, func(path string, lb *networking.LoadBalancerSettings, _ *networking.ClientTLSSettings, rb *networking.TrafficPolicy_RetryBudget) {
 		if lb.GetZoneAwareLbSetting() != nil {
 			ix.report(res.Diagnostic(config.Warning, path+".loadBalancer.zoneAwareLbSetting",
 				"zoneAwareLbSetting is not supported by michi and is ignored"))
@@ -329,15 +329,15 @@ func (ix *indexer) matchesService(host string) bool {
 
 // forEachTrafficPolicy calls fn for every traffic policy of a rule, with
 // its field path: the top level, the subsets' and their port-level
-// settings.
-func forEachTrafficPolicy(dr *networking.DestinationRule, fn func(path string, lb *networking.LoadBalancerSettings, rb *networking.TrafficPolicy_RetryBudget)) {
+// settings (which have no retry budget).
+func forEachTrafficPolicy(dr *networking.DestinationRule, fn func(path string, lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings, rb *networking.TrafficPolicy_RetryBudget)) {
 	visit := func(path string, tp *networking.TrafficPolicy) {
 		if tp == nil {
 			return
 		}
-		fn(path, tp.LoadBalancer, tp.RetryBudget)
+		fn(path, tp.LoadBalancer, tp.Tls, tp.RetryBudget)
 		for i, pls := range tp.PortLevelSettings {
-			fn(fmt.Sprintf("%s.portLevelSettings[%d]", path, i), pls.LoadBalancer, nil)
+			fn(fmt.Sprintf("%s.portLevelSettings[%d]", path, i), pls.LoadBalancer, pls.Tls, nil)
 		}
 	}
 	visit("spec.trafficPolicy", dr.TrafficPolicy)
