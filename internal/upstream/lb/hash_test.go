@@ -187,7 +187,14 @@ func TestRingPointsAreXXHashOfAddressAndIndex(t *testing.T) {
 
 func TestRingLookupFindsFirstPointAtOrAfterHash(t *testing.T) {
 	a, b := &Host{Address: "a"}, &Host{Address: "b"}
-	r := &ring{hashes: []uint64{100, 200, 300}, owners: []uint32{0, 1, 0}, hosts: []*Host{a, b}}
+	// Points spread over several buckets, two sharing one.
+	const top = 1 << 60
+	r := &ring{
+		hashes: []uint64{100, 200, 5*top + 1, 5*top + 50, 15*top + 7},
+		owners: []uint32{0, 1, 0, 1, 0},
+		hosts:  []*Host{a, b},
+	}
+	r.index()
 	tests := []struct {
 		hash    uint64
 		attempt int
@@ -197,10 +204,16 @@ func TestRingLookupFindsFirstPointAtOrAfterHash(t *testing.T) {
 		{100, 0, a},
 		{101, 0, b},
 		{200, 0, b},
-		{250, 0, a},
-		{301, 0, a}, // wraps to the first point
-		{101, 1, a}, // a retry moves one point along
-		{101, 2, a}, // and wraps
+		{250, 0, a}, // the next point is in a later bucket
+		{5 * top, 0, a},
+		{5*top + 2, 0, b},
+		{5*top + 51, 0, a},
+		{15*top + 7, 0, a},
+		{15*top + 8, 0, a}, // past the last point: wraps to the first
+		{^uint64(0), 0, a}, // the last bucket
+		{101, 1, a},        // a retry moves one point along
+		{15*top + 7, 1, a}, // and wraps
+		{15*top + 7, 2, b},
 	}
 	for _, tc := range tests {
 		if got := r.lookup(tc.hash, tc.attempt); got != tc.want {
@@ -248,5 +261,21 @@ func TestHashWithoutKeyPicksAtRandom(t *testing.T) {
 			// for them.
 			checkShares(t, tally(p, nil, n), n, hosts, []float64{0.25, 0.25, 0.25, 0.25}, 0.05)
 		})
+	}
+}
+
+func TestRingBucketsAgreeWithFullSearch(t *testing.T) {
+	for _, n := range []int{1, 3, 100} {
+		hosts := newHosts(n)
+		plan := levelPlan{hosts: hosts, healthy: hosts}
+		r := newRing(hashEntries(&plan), 0, maxRingSize)
+		keys := append(requestKeys(20_000), 0, ^uint64(0), r.hashes[0], r.hashes[len(r.hashes)-1], r.hashes[len(r.hashes)-1]+1)
+		for _, key := range keys {
+			i, _ := slices.BinarySearch(r.hashes, key)
+			want := r.hosts[r.owners[i%len(r.hashes)]]
+			if got := r.lookup(key, 0); got != want {
+				t.Fatalf("%d hosts, hash %x: lookup = %s, want %s", n, key, got.Address, want.Address)
+			}
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package lb
 
+import "math/bits"
+
 // leastRequest is Envoy's LEAST_REQUEST, Istio's default. With equal
 // weights it is the power of two choices: sample two hosts at random (with
 // replacement) and take the one with fewer active requests, keeping the
-// first on a tie (Envoy's default choice_count of 2).
+// first on a tie (Envoy's default choice_count of 2, which Istio does not
+// change).
 //
 // With unequal weights, or while a host warms up, Envoy schedules hosts
 // by weight / (active+1) (times the slow-start factor). Active counts
@@ -15,9 +18,6 @@ package lb
 type leastRequest struct {
 	hostSet
 }
-
-// choiceCount is Envoy's default least_request_lb_config.choice_count.
-const choiceCount = 2
 
 func (lr *leastRequest) choose(ctx *PickContext, rng *source) *Host {
 	if len(lr.hosts) == 1 {
@@ -40,13 +40,16 @@ func (lr *leastRequest) choose(ctx *PickContext, rng *source) *Host {
 	return lr.hosts[lr.sample(ctx.Now, warming, true, rng)]
 }
 
-// fewestOfSample is the power of two choices.
+// fewestOfSample is the power of two choices. Both samples come from one
+// random number: the high word of r×n is the first index, and the low
+// word, uniform in its own right, times n gives the second.
 func (lr *leastRequest) fewestOfSample(rng *source) *Host {
-	best := lr.hosts[rng.below(len(lr.hosts))]
-	for range choiceCount - 1 {
-		if h := lr.hosts[rng.below(len(lr.hosts))]; h.Active.Load() < best.Active.Load() {
-			best = h
-		}
+	n := uint64(len(lr.hosts))
+	first, rest := bits.Mul64(rng.uint64(), n)
+	second, _ := bits.Mul64(rest, n)
+	best, other := lr.hosts[first], lr.hosts[second]
+	if other.Active.Load() < best.Active.Load() {
+		return other
 	}
 	return best
 }

@@ -33,6 +33,9 @@ func TestPriorityLoads(t *testing.T) {
 		{"both in panic is total panic", []levelCount{{10, 2}, {10, 3}}, 50, []uint32{50, 50}, []bool{true, true}},
 		{"single level in panic", []levelCount{{10, 4}}, 50, []uint32{100}, []bool{true}},
 		{"single level above threshold", []levelCount{{10, 6}}, 50, []uint32{100}, []bool{false}},
+		// 80% healthy is below 90%, but 80% × 1.4 makes the total health
+		// 100%, and Envoy never panics then.
+		{"full total health never panics", []levelCount{{10, 8}}, 90, []uint32{100}, []bool{false}},
 		// Every level in panic: split by host count.
 		{"total panic", []levelCount{{3, 0}, {1, 0}}, 50, []uint32{75, 25}, []bool{true, true}},
 		{"total panic rounding", []levelCount{{1, 0}, {1, 0}, {1, 0}}, 50, []uint32{34, 33, 33}, []bool{true, true, true}},

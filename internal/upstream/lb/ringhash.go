@@ -2,6 +2,7 @@ package lb
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 
@@ -23,6 +24,11 @@ type ring struct {
 	hashes []uint64
 	owners []uint32
 	hosts  []*Host
+	// buckets[b] is the index of the first point whose top bits are >= b,
+	// with buckets[len-1] = len(hashes): a lookup searches only its own
+	// bucket, about one point, instead of the whole ring.
+	buckets []uint32
+	shift   uint
 }
 
 // newRing builds the ring as Envoy's RingHashLoadBalancer::Ring does. The
@@ -80,7 +86,23 @@ func newRing(entries []weightedHost, minSize, maxSize uint64) *ring {
 		r.hashes[i] = p.hash
 		r.owners[i] = p.owner
 	}
+	r.index()
 	return r
+}
+
+// index builds the buckets: as many as points, rounded to a power of two
+// between 2^4 and 2^16, keyed by the points' top bits.
+func (r *ring) index() {
+	width := min(max(bits.Len(uint(len(r.hashes))), 4), 16)
+	r.shift = uint(64 - width)
+	r.buckets = make([]uint32, 1<<width+1)
+	i := 0
+	for b := range r.buckets {
+		for i < len(r.hashes) && r.hashes[i]>>r.shift < uint64(b) {
+			i++
+		}
+		r.buckets[b] = uint32(i)
+	}
 }
 
 // lookup returns the owner of the first point at or after hash. A retry
@@ -91,7 +113,10 @@ func (r *ring) lookup(hash uint64, attempt int) *Host {
 	if n == 0 {
 		return nil
 	}
-	lo, hi := 0, n
+	// The first point at or after hash is in hash's bucket, or else it is
+	// the first point of a later bucket, buckets[b+1].
+	b := hash >> r.shift
+	lo, hi := int(r.buckets[b]), int(r.buckets[b+1])
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
 		if r.hashes[mid] < hash {

@@ -1,9 +1,6 @@
 package lb
 
-import (
-	"math/bits"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // roundRobin is Envoy's ROUND_ROBIN. With equal weights it walks the
 // hosts in order from a random start, as Envoy's unweighted pick does.
@@ -13,11 +10,17 @@ import (
 // stride is coprime with W and near W/φ. Every W consecutive picks visit
 // every slot once, so each host gets exactly its weight per cycle, and the
 // golden-ratio stride interleaves hosts smoothly the way EDF does.
+//
+// The counter itself advances by the stride, so a pick costs one atomic
+// add and one division. When it wraps at 2^64 the schedule shifts once:
+// the cycle in progress is the only one not exact (every 2^64/stride
+// picks, at least 2^32 for weights summing below 2^32).
 type roundRobin struct {
 	hostSet
+	// next is the schedule's position, advanced by stride per pick.
 	next atomic.Uint64
 	// cumulative[i] is the sum of the weights of hosts 0..i; nil when the
-	// weights are equal.
+	// weights are equal (and stride is 1).
 	cumulative []uint64
 	stride     uint64
 }
@@ -25,6 +28,7 @@ type roundRobin struct {
 func newRoundRobin(set hostSet, rng *source) *roundRobin {
 	rr := &roundRobin{hostSet: set}
 	rr.next.Store(rng.uint64())
+	rr.stride = 1
 	if !set.equal {
 		rr.cumulative = make([]uint64, len(set.hosts))
 		var sum uint64
@@ -58,13 +62,11 @@ func (rr *roundRobin) choose(ctx *PickContext, rng *source) *Host {
 
 // step advances the schedule and returns the next host's index.
 func (rr *roundRobin) step() int {
-	k := rr.next.Add(1)
+	k := rr.next.Add(rr.stride)
 	if rr.cumulative == nil {
 		return int(k % uint64(len(rr.hosts)))
 	}
-	total := rr.cumulative[len(rr.cumulative)-1]
-	hi, lo := bits.Mul64(k, rr.stride)
-	return searchCumulative(rr.cumulative, bits.Rem64(hi, lo, total))
+	return searchCumulative(rr.cumulative, k%rr.cumulative[len(rr.cumulative)-1])
 }
 
 // searchCumulative returns the index of the first cumulative weight above
