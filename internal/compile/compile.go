@@ -176,9 +176,3 @@ func (s *diagSet) list() config.Diagnostics {
 	out.Sort()
 	return out
 }
-
-// Analyze runs the cross-resource checks: references to missing subsets,
-// hosts or gateways, unreachable rules, duplicate hosts, delegate problems.
-func Analyze(set *config.Set, reg *registry.Registry, opts Options) config.Diagnostics {
-	return nil
-}

@@ -375,7 +375,7 @@ func (c *compiler) gatewayTLS(t *routing.Table, gs *gatewayServer, vss []*virtua
 		if len(intersectHosts(serverHosts, v.hosts)) == 0 {
 			continue
 		}
-		routes := c.tlsRoutes(v, l, serverHosts)
+		routes := c.tlsRoutes(v, l, serverHosts, nil)
 		if len(routes) == 0 {
 			continue
 		}
@@ -398,7 +398,7 @@ func (c *compiler) gatewayTCP(t *routing.Table, gs *gatewayServer, vss []*virtua
 		if !v.boundTo(gs.name) {
 			continue
 		}
-		routes, terminal := c.tcpRoutes(v, l)
+		routes, terminal := c.tcpRoutes(v, l, nil)
 		if len(routes) > 0 {
 			if t.TCP == nil {
 				t.TCP = map[uint32][]*routing.TCPRoute{}

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -64,39 +65,50 @@ func (c *compiler) l4Destinations(v *virtualService, route []*networking.RouteDe
 
 // tcpRoutes compiles v's tcp rules for listener l (istio
 // buildSidecarOutboundTCPTLSFilterChainOpts, gateway
-// buildGatewayNetworkFiltersFromTCPRoutes). A rule without match, or with
-// an applicable match that restricts no address, is terminal: nothing
-// after it can be reached, and it is reported so that no default route is
-// added after it.
-func (c *compiler) tcpRoutes(v *virtualService, l listener) (routes []*routing.TCPRoute, terminal bool) {
+// buildGatewayNetworkFiltersFromTCPRoutes). On a sidecar the rules are
+// compiled for one service, and a match without destinationSubnets is
+// scoped to the service's addresses (vips), as Istio's filter chain for the
+// service is. A rule without match, or an applicable match that leaves
+// the destination open, is terminal: nothing after it can be reached, and
+// terminal reports it so that no default route is added. With vips every
+// applicable match is terminal, as in Istio: the service's own filter
+// chain already receives only its traffic.
+func (c *compiler) tcpRoutes(v *virtualService, l listener, vips []string) (routes []*routing.TCPRoute, terminal bool) {
 	for i, rule := range v.spec.Tcp {
 		if rule == nil {
 			continue
 		}
 		var matches []routing.L4Match
 		term := len(rule.Match) == 0
+		if term && len(vips) > 0 {
+			matches = []routing.L4Match{{DestinationSubnets: vips}}
+		}
 		for _, m := range rule.Match {
 			if m == nil || !c.l4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
 				continue
 			}
-			matches = append(matches, routing.L4Match{DestinationSubnets: m.DestinationSubnets, SourceSubnet: m.SourceSubnet})
-			if len(m.DestinationSubnets) == 0 && m.SourceSubnet == "" {
+			lm := routing.L4Match{DestinationSubnets: m.DestinationSubnets, SourceSubnet: m.SourceSubnet}
+			if len(lm.DestinationSubnets) == 0 {
+				lm.DestinationSubnets = vips
+			}
+			if len(lm.DestinationSubnets) == 0 && lm.SourceSubnet == "" {
+				// Every connection matches: listing the match narrows nothing.
+				matches, term = nil, true
+				break
+			}
+			matches = append(matches, lm)
+			if len(vips) > 0 {
 				term = true
 				break
 			}
 		}
-		if len(rule.Match) > 0 && len(matches) == 0 {
+		if len(rule.Match) > 0 && len(matches) == 0 && !term {
 			continue
 		}
 		dests, total := c.l4Destinations(v, rule.Route, l)
 		if len(dests) == 0 {
 			c.diags.errorf(v.res, fmt.Sprintf("spec.tcp[%d].route", i), "no destination with a non-zero weight; the rule is dropped")
 			continue
-		}
-		if term {
-			// A terminal match accepts every connection; listing it would
-			// only narrow nothing.
-			matches = nil
 		}
 		routes = append(routes, &routing.TCPRoute{
 			VirtualService: v.name(), RuleIndex: i, Hosts: v.hosts, Matches: matches,
@@ -110,9 +122,10 @@ func (c *compiler) tcpRoutes(v *virtualService, l listener) (routes []*routing.T
 }
 
 // tlsRoutes compiles v's tls rules for listener l: each rule keeps the
-// matches that apply to this proxy, with their SNI names and subnets. With
+// matches that apply to this proxy, with their SNI names and subnets (on a
+// sidecar the service's addresses, vips, when the match names none). With
 // serverHosts set (a gateway server), SNI names outside them are left out.
-func (c *compiler) tlsRoutes(v *virtualService, l listener, serverHosts []string) []*routing.TLSRoute {
+func (c *compiler) tlsRoutes(v *virtualService, l listener, serverHosts, vips []string) []*routing.TLSRoute {
 	var routes []*routing.TLSRoute
 	for i, rule := range v.spec.Tls {
 		if rule == nil {
@@ -130,7 +143,11 @@ func (c *compiler) tlsRoutes(v *virtualService, l listener, serverHosts []string
 					continue
 				}
 			}
-			matches = append(matches, routing.L4Match{SNIHosts: sni, DestinationSubnets: m.DestinationSubnets})
+			subnets := m.DestinationSubnets
+			if len(subnets) == 0 {
+				subnets = vips
+			}
+			matches = append(matches, routing.L4Match{SNIHosts: sni, DestinationSubnets: subnets})
 		}
 		if len(matches) == 0 {
 			continue
@@ -149,30 +166,24 @@ func (c *compiler) tlsRoutes(v *virtualService, l listener, serverHosts []string
 
 // buildMeshL4 compiles the TCP and TLS routes of a sidecar. For every
 // service port that is not HTTP, the oldest VirtualService with tcp or tls
-// rules for the service's host contributes its rules (once per port), and
-// unless one of them is terminal the service keeps a default route to its
-// own cluster, the plain TCP proxying Istio does without a VirtualService.
-// TLS ports get the tls rules routed by SNI and the tcp rules and default
-// route for connections no SNI rule takes.
+// rules for the service's host contributes its rules, scoped to the
+// service's addresses, and unless one of them is terminal the service keeps
+// a default route to its own cluster: the plain TCP proxying Istio does
+// without a VirtualService. TLS ports get the tls rules, routed by SNI,
+// and the tcp rules and default route for connections no SNI rule takes.
+// Within a port, routes follow the services' host order.
 func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
-	type portServices struct {
-		tls      bool
-		services []*registry.Service
+	type portService struct {
+		s   *registry.Service
+		tls bool
 	}
-	byPort := map[uint32]*portServices{}
+	byPort := map[uint32][]portService{}
 	for _, s := range mv.services {
 		for _, p := range s.Ports {
 			proto := portProtocol(p)
-			if !isTLSProtocol(proto) && !isTCPProtocol(proto) {
-				continue
+			if isTLSProtocol(proto) || isTCPProtocol(proto) {
+				byPort[p.Number] = append(byPort[p.Number], portService{s, isTLSProtocol(proto)})
 			}
-			ps := byPort[p.Number]
-			if ps == nil {
-				ps = &portServices{}
-				byPort[p.Number] = ps
-			}
-			ps.tls = ps.tls || isTLSProtocol(proto)
-			ps.services = append(ps.services, s)
 		}
 	}
 	ports := map[uint32]bool{}
@@ -180,29 +191,35 @@ func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
 		ports[p] = true
 	}
 	for _, port := range sortedPorts(ports) {
-		ps := byPort[port]
 		l := listener{port: port, gateway: meshGateway}
 		var tcp []*routing.TCPRoute
 		var tls []*routing.TLSRoute
-		done := map[*virtualService]bool{}
-		terminal := map[*virtualService]bool{}
-		var defaults []*routing.TCPRoute
-		for _, s := range ps.services {
-			v := l4Owner(mv.vss, s.Hostname, ps.tls)
-			if v != nil && !done[v] {
-				done[v] = true
-				if ps.tls {
-					tls = append(tls, c.tlsRoutes(v, l, nil)...)
+		// A VirtualService owning several services without addresses would
+		// emit the same unscoped rules once per service.
+		type emitted struct {
+			vs   *virtualService
+			vips string
+		}
+		done := map[emitted]bool{}
+		for _, ps := range byPort[port] {
+			vips := serviceVIPs(ps.s)
+			terminal := false
+			if v := l4Owner(mv.vss, ps.s.Hostname, ps.tls); v != nil {
+				key := emitted{v, strings.Join(vips, ",")}
+				if ps.tls && !done[key] {
+					tls = append(tls, c.tlsRoutes(v, l, nil, vips)...)
 				}
-				routes, term := c.tcpRoutes(v, l)
-				tcp = append(tcp, routes...)
-				terminal[v] = term
+				var routes []*routing.TCPRoute
+				routes, terminal = c.tcpRoutes(v, l, vips)
+				if !done[key] {
+					tcp = append(tcp, routes...)
+				}
+				done[key] = true
 			}
-			if v == nil || !terminal[v] {
-				defaults = append(defaults, c.defaultTCPRoute(s, port))
+			if !terminal {
+				tcp = append(tcp, c.defaultTCPRoute(ps.s, port, vips))
 			}
 		}
-		tcp = append(tcp, defaults...)
 		if len(tcp) > 0 {
 			if t.TCP == nil {
 				t.TCP = map[uint32][]*routing.TCPRoute{}
@@ -216,6 +233,18 @@ func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
 			t.TLS[port] = tls
 		}
 	}
+}
+
+// serviceVIPs are the addresses that identify a service's connections:
+// its ServiceEntry addresses (IPs or CIDRs).
+func serviceVIPs(s *registry.Service) []string {
+	var out []string
+	for _, a := range s.Addresses {
+		if a != "" && a != "0.0.0.0" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // l4Owner is the oldest mesh VirtualService with layer-4 rules for host:
@@ -236,11 +265,11 @@ func l4Owner(vss []*virtualService, host string, tls bool) *virtualService {
 
 // defaultTCPRoute forwards every connection for s on port to its cluster.
 // Like Istio's per-service filter chain it is keyed by the service's
-// addresses when it has any; without, the port alone identifies it.
-func (c *compiler) defaultTCPRoute(s *registry.Service, port uint32) *routing.TCPRoute {
+// addresses (vips) when it has any; without, the port alone identifies it.
+func (c *compiler) defaultTCPRoute(s *registry.Service, port uint32, vips []string) *routing.TCPRoute {
 	var matches []routing.L4Match
-	if len(s.Addresses) > 0 {
-		matches = []routing.L4Match{{DestinationSubnets: s.Addresses}}
+	if len(vips) > 0 {
+		matches = []routing.L4Match{{DestinationSubnets: vips}}
 	}
 	return &routing.TCPRoute{
 		RuleIndex: -1,
