@@ -118,7 +118,8 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	b.sup = &supervisor{logDir: filepath.Join(b.out, "logs")}
+	b.sup = &supervisor{logDir: filepath.Join(b.out, "logs"), groupsPath: filepath.Join(b.out, "running.pgids")}
+	b.sup.killLeftovers()
 	defer b.sup.stopAll()
 	b.load = &loadTool{fortio: b.fortioBin, logDir: filepath.Join(b.out, "logs")}
 	b.res = &Results{Quick: *quick, Machine: b.machine(), Profiles: map[string]string{}}

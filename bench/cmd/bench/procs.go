@@ -67,10 +67,16 @@ func (p *proc) stop() {
 	}
 }
 
-// supervisor starts processes pinned to a core and guarantees they are all
-// gone when the benchmark ends, however it ends.
+// supervisor starts processes pinned to a core and stops them all when
+// the benchmark ends. A benchmark killed with SIGKILL cannot stop them;
+// its direct children then die of their parent-death signal, but not
+// their own children (nginx's worker), so the supervisor also keeps a
+// list of the process groups it started, and the next run ends whatever
+// is left of them before it starts (killLeftovers).
 type supervisor struct {
 	logDir string
+	// groupsPath lists "pgid command" for each running process group.
+	groupsPath string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -104,8 +110,54 @@ func (s *supervisor) start(name string, core int, env []string, bin string, args
 	}()
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
+	s.writeGroups()
 	s.mu.Unlock()
 	return p, nil
+}
+
+// writeGroups records the running process groups; s.mu must be held.
+func (s *supervisor) writeGroups() {
+	var b strings.Builder
+	for _, p := range s.procs {
+		fmt.Fprintf(&b, "%d %s\n", p.pid(), commName(p.cmd.Args[3]))
+	}
+	_ = os.WriteFile(s.groupsPath, []byte(b.String()), 0o644)
+}
+
+// commName is the name /proc/PID/stat shows for a binary: its base name
+// cut to 15 bytes.
+func commName(bin string) string {
+	n := filepath.Base(bin)
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	return n
+}
+
+// killLeftovers ends the process groups a previous run recorded and did
+// not stop. A group is only killed if a process in it still runs the
+// recorded command, so a reused process id is left alone.
+func (s *supervisor) killLeftovers() {
+	b, err := os.ReadFile(s.groupsPath)
+	if err != nil {
+		return
+	}
+	procs := allProcs()
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var pgid int
+		var comm string
+		if _, err := fmt.Sscan(line, &pgid, &comm); err != nil || pgid <= 1 {
+			continue
+		}
+		for _, st := range procs {
+			if st.pgrp == pgid && st.comm == comm {
+				fmt.Fprintf(os.Stderr, "bench: killing process group %d (%s) left by an earlier run\n", pgid, comm)
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+	_ = os.Remove(s.groupsPath)
 }
 
 // stop stops p and forgets it.
@@ -119,17 +171,19 @@ func (s *supervisor) stop(p *proc) {
 			break
 		}
 	}
+	s.writeGroups()
 }
 
 // stopAll stops every process still running, newest first.
 func (s *supervisor) stopAll() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	procs := s.procs
 	s.procs = nil
-	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop()
 	}
+	s.writeGroups()
 }
 
 // running returns the processes still alive.

@@ -15,7 +15,9 @@ const clockTicks = 100
 
 // procStat is the part of /proc/PID/stat the benchmark reads.
 type procStat struct {
+	comm  string // command name, at most 15 bytes
 	ppid  int
+	pgrp  int
 	ticks int64 // utime + stime, all threads of the process
 }
 
@@ -27,7 +29,8 @@ func readProcStat(pid int) (procStat, error) {
 	// The command name (field 2) may contain spaces and parentheses; the
 	// fields after it start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
+	j := bytes.IndexByte(b, '(')
+	if i < 0 || j < 0 || j > i {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
@@ -36,25 +39,33 @@ func readProcStat(pid int) (procStat, error) {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return procStat{ppid: ppid, ticks: utime + stime}, nil
+	return procStat{comm: string(b[j+1 : i]), ppid: ppid, pgrp: pgrp, ticks: utime + stime}, nil
 }
 
-// processTree returns pid and all its descendants: nginx serves from a
-// worker that its master forked, and the worker's CPU is what counts.
-func processTree(pid int) []int {
-	children := map[int][]int{}
+// allProcs reads the stat of every process on the machine.
+func allProcs() map[int]procStat {
+	out := map[int]procStat{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		p, err := strconv.Atoi(filepath.Base(d))
 		if err != nil {
 			continue
 		}
-		st, err := readProcStat(p)
-		if err != nil {
-			continue // exited meanwhile
+		if st, err := readProcStat(p); err == nil { // else it exited meanwhile
+			out[p] = st
 		}
+	}
+	return out
+}
+
+// processTree returns pid and all its descendants: nginx serves from a
+// worker that its master forked, and the worker's CPU is what counts.
+func processTree(pid int) []int {
+	children := map[int][]int{}
+	for p, st := range allProcs() {
 		children[st.ppid] = append(children[st.ppid], p)
 	}
 	tree := []int{pid}
