@@ -17,7 +17,7 @@ func TestExcludeRepicksUpToAttempts(t *testing.T) {
 			hosts := newHosts(4)
 			p := Build(Config{LB: routing.LoadBalancer{Policy: policy}, Hosts: hosts, Seed: 21})
 			ctx := &PickContext{Exclude: func(h *Host) bool { return h == hosts[0] }, Attempts: attempts}
-			const n = 200_000
+			const n = 100_000
 			got := float64(tally(p, ctx, n)[hosts[0]]) / n
 			want := math.Pow(0.25, float64(1+attempts))
 			if math.Abs(got-want) > 0.1*want+0.001 {

@@ -94,7 +94,7 @@ func TestMaglevMovesAboutOneNthOfKeys(t *testing.T) {
 	// Maglev's filling keeps most slots when a host leaves; Envoy's docs
 	// allow about twice ring hash's disruption, and here it is close to
 	// the ideal 1/N.
-	keys := requestKeys(100_000)
+	keys := requestKeys(50_000)
 	for _, n := range []int{3, 5, 10, 20, 50} {
 		hosts := newHosts(n)
 		got := movedFraction(routing.LBMaglev, hosts, hosts[:n-1], keys)
@@ -256,7 +256,7 @@ func TestHashWithoutKeyPicksAtRandom(t *testing.T) {
 		t.Run(string(policy), func(t *testing.T) {
 			hosts := newHosts(4)
 			p := Build(Config{LB: routing.LoadBalancer{Policy: policy}, Hosts: hosts, Seed: 3})
-			const n = 100_000
+			const n = 50_000
 			// Ring arcs are uneven with 256 points per host, so allow
 			// for them.
 			checkShares(t, tally(p, nil, n), n, hosts, []float64{0.25, 0.25, 0.25, 0.25}, 0.05)

@@ -1,21 +1,3 @@
-// Package lb implements Envoy's load-balancing algorithms as immutable
-// pickers: LEAST_REQUEST (power of two choices, weighted when endpoint
-// weights differ), ROUND_ROBIN (weighted), RANDOM, RING_HASH (xxHash, as
-// Envoy) and MAGLEV, with locality-aware priorities, slow start (warmup)
-// and the panic threshold.
-//
-// A Picker is built over a snapshot of hosts and their health and never
-// changes; when hosts, health or configuration change, the owner builds a
-// new Picker and swaps it in atomically. Host carries the state that must
-// outlive pickers (active request counts), so counters survive every
-// rebuild.
-//
-// Pick is safe for concurrent use, never blocks or locks, and does not
-// allocate. The only state a picker mutates is its round-robin counters
-// (atomics) and, when seeded, its random source.
-//
-// The package is pure computation: it imports routing for the compiled
-// load-balancer settings and nothing from the data plane.
 package lb
 
 import (

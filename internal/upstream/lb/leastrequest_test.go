@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/michi-mesh/michi/internal/routing"
@@ -25,7 +26,7 @@ func TestLeastRequestPowerOfTwoFavoursFewerActive(t *testing.T) {
 func TestLeastRequestPowerOfTwoTiesKeepDistributionUniform(t *testing.T) {
 	hosts := newHosts(4)
 	p := Build(Config{LB: routing.LoadBalancer{Policy: routing.LBLeastRequest}, Hosts: hosts, Seed: 5})
-	const n = 100_000
+	const n = 50_000
 	checkShares(t, tally(p, nil, n), n, hosts, []float64{0.25, 0.25, 0.25, 0.25}, 0.02)
 }
 
@@ -53,7 +54,7 @@ func TestLeastRequestWeightedDividesByActivePlusOne(t *testing.T) {
 				hosts[i].Active.Store(a)
 			}
 			p := Build(Config{LB: routing.LoadBalancer{Policy: routing.LBLeastRequest}, Hosts: hosts, Seed: 13})
-			const n = 100_000
+			const n = 50_000
 			checkShares(t, tally(p, nil, n), n, hosts, tc.want, 0.02)
 		})
 	}
@@ -89,7 +90,7 @@ func TestLeastRequestSteersLoadToTheIdleHost(t *testing.T) {
 		for i > 0 && queue[i-1].done > tick+d {
 			i--
 		}
-		queue = append(queue[:i], append([]inflight{{h, tick + d}}, queue[i:]...)...)
+		queue = slices.Insert(queue, i, inflight{h, tick + d})
 	}
 	if got := float64(counts[slow]) / 30_000; got > 0.2 {
 		t.Errorf("slow host share = %.3f, want well under 1/3 (<= 0.2)", got)

@@ -373,7 +373,7 @@ func TestDistributeSplitsTrafficByWeight(t *testing.T) {
 				LocalityEnabled: true,
 				Local:           "r1/z1/s1",
 			})
-			const n = 100_000
+			const n = 50_000
 			counts := tally(p, nil, n)
 			checkLocalityShares(t, counts, n, map[string]float64{"r1/z1/s1": 0.8, "r2/z2/s1": 0.2}, 0.02)
 		})

@@ -19,7 +19,7 @@ func TestRandomIsUniform(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hosts := weighted(tc.weights...)
 			p := Build(Config{LB: routing.LoadBalancer{Policy: routing.LBRandom}, Hosts: hosts})
-			const n = 100_000
+			const n = 50_000
 			checkShares(t, tally(p, nil, n), n, hosts, []float64{0.25, 0.25, 0.25, 0.25}, 0.02)
 		})
 	}

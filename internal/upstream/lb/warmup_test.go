@@ -81,7 +81,7 @@ func TestWarmupRampsNewHostsUp(t *testing.T) {
 			if tc.noClock {
 				ctx.Now = time.Time{}
 			}
-			const n = 100_000
+			const n = 50_000
 			checkShares(t, tally(p, ctx, n), n, hosts, tc.want, 0.02)
 		})
 	}
