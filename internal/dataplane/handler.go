@@ -232,10 +232,6 @@ func (ex *exchange) finish() {
 		UpstreamHost:            ex.upstream,
 		UpstreamCluster:         ex.upCluster,
 		DownstreamRemoteAddress: r.RemoteAddr,
-		DestinationService:      "unknown",
-		DestinationName:         "unknown",
-		DestinationNamespace:    "unknown",
-		DestinationVersion:      "unknown",
 		RequestProtocol:         "http",
 	}
 	if ex.rewritten != "" {
@@ -247,17 +243,19 @@ func (ex *exchange) finish() {
 	if ex.route != nil {
 		rec.RouteName = ex.route.Name
 	}
-	if c := ex.cluster; c != nil {
+	switch c := ex.cluster; {
+	case c != nil && c.Host != "":
 		rec.DestinationService = c.Host
 		rec.DestinationName, _, _ = strings.Cut(c.Host, ".")
-		if c.Namespace != "" {
-			rec.DestinationNamespace = c.Namespace
-		}
+		rec.DestinationNamespace = c.Namespace
 		rec.DestinationSubset = c.Subset
+	case ex.upCluster == routing.PassthroughCluster || ex.upCluster == routing.BlackHoleCluster:
+		// Istio reports traffic to unknown hosts by address, with the
+		// pseudo-cluster as the service name.
+		rec.DestinationService = originalDst(r.Host, ex.port)
+		rec.DestinationName = ex.upCluster
 	}
-	if v := ex.upLabels["version"]; v != "" {
-		rec.DestinationVersion = v
-	}
+	rec.SetEndpointLabels(ex.upLabels)
 	if ex.grpc {
 		rec.RequestProtocol = "grpc"
 		rec.GRPCStatus = ex.w.grpcStatus()
