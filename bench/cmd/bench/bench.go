@@ -34,6 +34,8 @@ type bench struct {
 	proxies map[string]*proc
 	// michi is the plain michi instance compared with nginx and haproxy.
 	michi *michiInstance
+	// quietWaited is the time spent so far waiting for a quiet machine.
+	quietWaited time.Duration
 }
 
 // benchCase is one thing to measure: a load against one target.
@@ -69,6 +71,9 @@ func (b *bench) interleave(ctx context.Context, section string, d time.Duration,
 // memory over the run, the load average before it, and how much CPU
 // other processes took meanwhile.
 func (b *bench) measure(ctx context.Context, section string, c benchCase, rep int, d time.Duration) error {
+	if err := b.waitQuiet(ctx); err != nil {
+		return err
+	}
 	run := Run{Section: section, Case: c.name, Rep: rep, Loadavg: loadavg(), Values: map[string]float64{}}
 
 	ours0 := b.ourTicks()
@@ -116,6 +121,37 @@ func (b *bench) measure(ctx context.Context, section string, c benchCase, rep in
 	b.res.Runs = append(b.res.Runs, run)
 	fmt.Printf("%-10s %-22s rep %d/%d: %s  [load %s, foreign %.0f%%]\n", section, c.name, rep, b.d.reps, summary(v), run.Loadavg, run.ForeignCPU)
 	return nil
+}
+
+// Waiting for a quiet machine: other processes (a build, a test suite) are
+// given up to quietWait to go quiet before each run, checked over windows
+// of quietWindow; the run then goes ahead regardless, and its foreign CPU
+// in the run log says how quiet it was. All the waits of one benchmark
+// together stop at quietBudget, so a machine that never goes quiet delays
+// the benchmark by minutes, not hours.
+const (
+	quietWait      = 20 * time.Second
+	quietBudget    = 5 * time.Minute
+	quietWindow    = 500 * time.Millisecond
+	quietThreshold = 10 // % of one core
+)
+
+func (b *bench) waitQuiet(ctx context.Context) error {
+	start := time.Now()
+	defer func() { b.quietWaited += time.Since(start) }()
+	deadline := start.Add(min(quietWait, quietBudget-b.quietWaited))
+	for {
+		ours0, sys0 := b.ourTicks(), readCPUTimes()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(quietWindow):
+		}
+		foreign := (readCPUTimes().busy - sys0.busy) - (b.ourTicks() - ours0)
+		if 100*float64(foreign)/(quietWindow.Seconds()*clockTicks) < quietThreshold || time.Now().After(deadline) {
+			return nil
+		}
+	}
 }
 
 // summary is a one-line progress report of a run.
