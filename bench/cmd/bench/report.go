@@ -140,6 +140,8 @@ func renderMethod(m *md) {
 	m.p("  after a discarded warm-up per case, and shown as `median (min–max)`. Before each run `/proc/loadavg`")
 	m.p("  is recorded, and during it the CPU used by processes the benchmark did not start (*foreign CPU*, in %%")
 	m.p("  of one core); both are in the run log at the end. A run with foreign CPU above %d%% shared the machine.", pollutedPct)
+	m.p("  Before each run the benchmark waits up to %v for other processes to go below %d%% of a core (at most", quietWait, quietThreshold)
+	m.p("  %v in all), then runs regardless.", quietBudget)
 	m.p("")
 }
 
