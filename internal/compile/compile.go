@@ -8,10 +8,6 @@
 package compile
 
 import (
-	"encoding/hex"
-	"encoding/json"
-	"hash/fnv"
-
 	"github.com/michi-mesh/michi/internal/config"
 	"github.com/michi-mesh/michi/internal/registry"
 	"github.com/michi-mesh/michi/internal/routing"
@@ -109,18 +105,6 @@ func newCompiler(set *config.Set, reg *registry.Registry, opts Options) *compile
 	c.vs = indexVirtualServices(set, opts)
 	c.diags.addAll(c.vs.delegateFindings)
 	return c
-}
-
-// tableVersion is a short hash of the table's content, so that two
-// compilations of the same configuration carry the same version and the
-// engine can skip publishing an identical table.
-func tableVersion(t *routing.Table) string {
-	h := fnv.New64a()
-	// The table is plain data; encoding/json sorts map keys, so the
-	// encoding is deterministic. An encoding error cannot happen for these
-	// types, and would only make the version less specific.
-	_ = json.NewEncoder(h).Encode(t)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // diagSet collects diagnostics without duplicates: the same rule is
