@@ -86,7 +86,7 @@ func Compile(set *config.Set, reg *registry.Registry, opts Options) (*routing.Ta
 }
 
 // compiler carries what every part of a compilation shares. It lives for
-// one Compile or Analyze call.
+// one Compile call.
 type compiler struct {
 	set  *config.Set
 	reg  *registry.Registry

@@ -136,7 +136,7 @@ type vhostGroup struct {
 // returns nil when the port has no virtual host.
 func (c *compiler) meshRouteConfig(mv *meshView, port uint32, dups duplicateHosts) *routing.RouteConfig {
 	var services []*registry.Service
-	byHost := map[string]*registry.Service{}
+	byHost := make(map[string]*registry.Service, len(mv.services))
 	for _, s := range mv.services {
 		if hasHTTPPort(s, port) {
 			services = append(services, s)
@@ -167,7 +167,7 @@ func (c *compiler) meshRouteConfig(mv *meshView, port uint32, dups duplicateHost
 		groups = append(groups, g)
 	}
 
-	b := newVhostBuilder(port)
+	b := newVhostBuilder(port, len(services))
 	for _, g := range groups {
 		for _, s := range g.services {
 			b.knownFQDN[s.Hostname] = true
@@ -305,8 +305,15 @@ type vhostBuilder struct {
 	knownFQDN map[string]bool   // hosts of services owned by a VirtualService
 }
 
-func newVhostBuilder(port uint32) *vhostBuilder {
-	return &vhostBuilder{port: port, owners: map[string]string{}, domains: map[string]string{}, knownFQDN: map[string]bool{}}
+// newVhostBuilder sizes its indexes for about n services.
+func newVhostBuilder(port uint32, n int) *vhostBuilder {
+	return &vhostBuilder{
+		port:      port,
+		vhosts:    make([]*routing.VirtualHost, 0, n),
+		owners:    make(map[string]string, n),
+		domains:   make(map[string]string, 4*n),
+		knownFQDN: map[string]bool{},
+	}
 }
 
 // add adds a virtual host for host with the given domains, unless its

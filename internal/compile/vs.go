@@ -20,6 +20,8 @@ const meshGateway = "mesh"
 type virtualService struct {
 	res  *config.Resource
 	spec *networking.VirtualService
+	// nsName is "namespace/name", as routes and virtual hosts record it.
+	nsName string
 	// hosts are the resolved, lower-cased spec.hosts.
 	hosts []string
 	// gateways are the resolved spec.gateways ("ns/name" or "mesh"); an
@@ -30,8 +32,7 @@ type virtualService struct {
 	http []*httpRule
 }
 
-// name is "namespace/name", as routes and virtual hosts record it.
-func (v *virtualService) name() string { return v.res.NamespacedName() }
+func (v *virtualService) name() string { return v.nsName }
 
 // boundTo reports whether the VirtualService applies to gateway gw
 // ("ns/name" or "mesh").
@@ -101,7 +102,7 @@ func indexVirtualServices(set *config.Set, opts Options) *vsIndex {
 		if spec == nil || len(spec.Hosts) == 0 {
 			continue
 		}
-		v := &virtualService{res: r, spec: spec}
+		v := &virtualService{res: r, spec: spec, nsName: r.NamespacedName()}
 		for _, h := range spec.Hosts {
 			v.hosts = append(v.hosts, config.ResolveHost(h, r.Namespace, opts.ClusterDomain))
 		}
