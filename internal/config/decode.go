@@ -33,6 +33,25 @@ import (
 type decoder struct {
 	res *Resource
 	rep *Reporter
+	// values counts the YAML values decoded so far, aliases expanded.
+	values int
+}
+
+// maxSpecValues bounds how many values one spec may hold once YAML
+// aliases are expanded. Without a bound, a few kilobytes that name the
+// same subtree through nested aliases expand exponentially ("billion
+// laughs") and stall the loader. Real specs are far smaller: a
+// ServiceEntry with the API's maximum of 4096 endpoints holds about 50k.
+const maxSpecValues = 1 << 17
+
+// count records one more decoded value and reports whether the spec is
+// still within maxSpecValues.
+func (d *decoder) count(path string, n *yaml.Node) bool {
+	d.values++
+	if d.values == maxSpecValues+1 {
+		d.errorf(path, n, "the spec holds more than %d values once YAML aliases are expanded; use fewer aliases", maxSpecValues)
+	}
+	return d.values <= maxSpecValues
 }
 
 type frame struct {
@@ -293,6 +312,9 @@ func (d *decoder) singular(n *yaml.Node, fd protoreflect.FieldDescriptor, path s
 	n = resolveAlias(n)
 	if isNull(n) {
 		return nil, true
+	}
+	if !d.count(path, n) {
+		return nil, false
 	}
 	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
 		return d.messageValue(n, fd.Message(), path, ancestors)

@@ -217,6 +217,15 @@ func (l *loader) object(file string, n *yaml.Node, listPath string) {
 	var diags Diagnostics
 	rep := NewReporter(r, &diags)
 
+	// Name the resource before decoding anything, so that every finding,
+	// including those about fields ahead of metadata, says which one.
+	meta := mappingFields(fields["metadata"])
+	r.Name = scalar(meta["name"])
+	r.Namespace = scalar(meta["namespace"])
+	if r.Namespace == "" {
+		r.Namespace = l.opts.namespace()
+	}
+
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {

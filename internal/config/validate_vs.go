@@ -17,6 +17,9 @@ type vsContext struct {
 	// gatewayOnly is true when gateways are listed and "mesh" is not one
 	// of them: sidecars ignore the VirtualService.
 	gatewayOnly bool
+	// sniExact, when set, holds the hosts SNI hosts are looked up in
+	// instead of being matched against every host (see maxPairChecks).
+	sniExact map[string]bool
 }
 
 // virtualService checks a VirtualService (Istio ValidateVirtualService and
@@ -55,6 +58,20 @@ func (v *validator) virtualService(vs *networking.VirtualService) {
 	}
 	for i, r := range vs.Http {
 		v.httpRoute(index("spec.http", i), r, c)
+	}
+	sni := 0
+	for _, r := range vs.Tls {
+		for _, m := range r.Match {
+			sni += len(m.SniHosts)
+		}
+	}
+	if sni*len(vs.Hosts) > maxPairChecks {
+		v.warnf("spec.tls", "%d SNI hosts and %d hosts are too many to compare every pair; SNI hosts were only checked against exact hosts", sni, len(vs.Hosts))
+		c.sniExact = map[string]bool{}
+		for _, h := range vs.Hosts {
+			c.sniExact[strings.ToLower(h)] = true
+			c.sniExact[ResolveHost(h, v.res.Namespace, v.opts.ClusterDomain)] = true
+		}
 	}
 	for i, r := range vs.Tls {
 		v.tlsRoute(index("spec.tls", i), r, c)
@@ -96,16 +113,36 @@ func (v *validator) vsHosts(c *vsContext) {
 		}
 		valid = append(valid, host{i, ResolveHost(h, v.res.Namespace, v.opts.ClusterDomain)})
 	}
+	dup := func(a, b host) {
+		v.errorf(index("spec.hosts", b.i), "duplicate host: %q overlaps %q (spec.hosts[%d]); list each host once", c.spec.Hosts[b.i], c.spec.Hosts[a.i], a.i)
+	}
+	if len(valid)*len(valid) > maxPairChecks {
+		// Bounded work for absurd inputs: exact duplicates only.
+		v.warnf("spec.hosts", "%d hosts are too many to compare every pair for wildcard overlaps; only exact duplicates were checked", len(valid))
+		first := map[string]host{}
+		for _, b := range valid {
+			if a, ok := first[b.resolved]; ok {
+				dup(a, b)
+				continue
+			}
+			first[b.resolved] = b
+		}
+		return
+	}
 	for j := 1; j < len(valid); j++ {
 		for i := 0; i < j; i++ {
-			a, b := valid[i], valid[j]
-			if HostsOverlap(a.resolved, b.resolved) {
-				v.errorf(index("spec.hosts", b.i), "duplicate host: %q overlaps %q (spec.hosts[%d]); list each host once", c.spec.Hosts[b.i], c.spec.Hosts[a.i], a.i)
+			if HostsOverlap(valid[i].resolved, valid[j].resolved) {
+				dup(valid[i], valid[j])
 				break
 			}
 		}
 	}
 }
+
+// maxPairChecks bounds the pairwise host comparisons of one resource, so
+// that a pathological list cannot stall validation. Real VirtualServices
+// stay far below it.
+const maxPairChecks = 1 << 20
 
 // tlsRoute checks a TLS (SNI passthrough) route.
 func (v *validator) tlsRoute(p string, r *networking.TLSRoute, c *vsContext) {
@@ -144,6 +181,12 @@ func (v *validator) sniHost(p, sni string, c *vsContext) {
 		return
 	}
 	s := strings.ToLower(sni)
+	if c.sniExact != nil {
+		if !c.sniExact[s] {
+			v.errorf(p, "SNI host %q is not one of the VirtualService hosts", sni)
+		}
+		return
+	}
 	for _, h := range c.spec.Hosts {
 		if HostMatches(strings.ToLower(h), s) || HostMatches(ResolveHost(h, v.res.Namespace, v.opts.ClusterDomain), s) {
 			return
