@@ -58,12 +58,13 @@ func (c *compiler) buildGateway(t *routing.Table) {
 	}
 	for _, port := range sortedPorts(ports) {
 		var httpServers []*gatewayServer
+		sniTaken := map[string]bool{}
 		for _, gs := range byPort[port] {
 			switch gs.kind {
 			case serverHTTP, serverHTTPS:
 				httpServers = append(httpServers, gs)
 			case serverTLS:
-				c.gatewayTLS(t, gs, vss)
+				c.gatewayTLS(t, gs, vss, sniTaken)
 			case serverTCP:
 				c.gatewayTCP(t, gs, vss)
 			}
@@ -360,53 +361,4 @@ func sortCatchAllLast(routes []*routing.Route) []*routing.Route {
 		}
 	}
 	return append(out, catchAll...)
-}
-
-// gatewayTLS adds the SNI routes of a passthrough server: the tls rules of
-// the VirtualServices bound to its Gateway whose hosts meet the server's.
-func (c *compiler) gatewayTLS(t *routing.Table, gs *gatewayServer, vss []*virtualService) {
-	port := gs.s.Port.Number
-	l := listener{port: port, gateway: gs.name, tls: true}
-	for _, v := range vss {
-		if !v.boundTo(gs.name) {
-			continue
-		}
-		serverHosts := gs.serverHostsFor(v.res.Namespace)
-		if len(intersectHosts(serverHosts, v.hosts)) == 0 {
-			continue
-		}
-		routes := c.tlsRoutes(v, l, serverHosts, nil)
-		if len(routes) == 0 {
-			continue
-		}
-		if t.TLS == nil {
-			t.TLS = map[uint32][]*routing.TLSRoute{}
-		}
-		t.TLS[port] = append(t.TLS[port], routes...)
-	}
-}
-
-// gatewayTCP adds the routes of a TCP server: the tcp rules of the
-// VirtualServices bound to its Gateway, oldest first, up to the first
-// terminal one (istio gateway.go buildGatewayNetworkFiltersFromTCPRoutes
-// takes the first rule that applies). TCP carries no host name, so the
-// VirtualService hosts are not compared with the server's.
-func (c *compiler) gatewayTCP(t *routing.Table, gs *gatewayServer, vss []*virtualService) {
-	port := gs.s.Port.Number
-	l := listener{port: port, gateway: gs.name}
-	for _, v := range vss {
-		if !v.boundTo(gs.name) {
-			continue
-		}
-		routes, terminal := c.tcpRoutes(v, l, nil)
-		if len(routes) > 0 {
-			if t.TCP == nil {
-				t.TCP = map[uint32][]*routing.TCPRoute{}
-			}
-			t.TCP[port] = append(t.TCP[port], routes...)
-		}
-		if terminal {
-			return
-		}
-	}
 }

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -11,29 +12,41 @@ import (
 	"github.com/michi-mesh/michi/internal/routing"
 )
 
-// l4Applies applies the config-time conditions of a TCP or TLS match for
-// the proxy on listener l (istio tcp/tls matchTCP, matchTLS): all of port,
-// gateways, sourceLabels and sourceNamespace must hold.
-func (c *compiler) l4Applies(port uint32, gateways []string, labels map[string]string, sourceNS, ns string, l listener) bool {
+// Layer-4 routes follow Istio's listener builders: on sidecars
+// buildSidecarOutboundTCPFilterChainOpts and
+// buildSidecarOutboundTLSFilterChainOpts (networking/core/tls.go), which
+// build filter chains per service; on gateways
+// buildGatewayNetworkFiltersFromTCPRoutes and ...FromTLSRoutes
+// (networking/core/gateway.go). Envoy picks a filter chain by destination
+// address and SNI; michi flattens the chains of one port into an ordered
+// route list, so a sidecar's routes carry the service's addresses as
+// destination subnets where Istio would bind the listener to them.
+
+// sidecarL4Applies applies the config-time conditions of a sidecar TCP or
+// TLS match (istio matchTCP, matchTLS): port, gateways ("mesh"),
+// sourceLabels and sourceNamespace must all hold.
+func (c *compiler) sidecarL4Applies(port uint32, gateways []string, labels map[string]string, sourceNS, ns string, l listener) bool {
+	return gatewayL4Applies(port, gateways, ns, l) &&
+		registry.LabelsMatch(labels, c.opts.Proxy.Labels) &&
+		(sourceNS == "" || sourceNS == c.opts.Proxy.Namespace)
+}
+
+// gatewayL4Applies applies the conditions Istio checks for a TCP or TLS
+// match on a gateway (l4SingleMatch): only port and gateways. Short gateway
+// names resolve in ns.
+func gatewayL4Applies(port uint32, gateways []string, ns string, l listener) bool {
 	if port != 0 && port != l.port {
 		return false
 	}
-	if len(gateways) > 0 {
-		found := false
-		for _, g := range gateways {
-			if resolveGatewayName(g, ns) == l.gateway {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
+	if len(gateways) == 0 {
+		return true
+	}
+	for _, g := range gateways {
+		if resolveGatewayName(g, ns) == l.gateway {
+			return true
 		}
 	}
-	if !registry.LabelsMatch(labels, c.opts.Proxy.Labels) {
-		return false
-	}
-	return sourceNS == "" || sourceNS == c.opts.Proxy.Namespace
+	return false
 }
 
 // l4Destinations resolves the destinations of a TCP or TLS rule with the
@@ -63,115 +76,27 @@ func (c *compiler) l4Destinations(v *virtualService, route []*networking.RouteDe
 	return out, total
 }
 
-// tcpRoutes compiles v's tcp rules for listener l (istio
-// buildSidecarOutboundTCPTLSFilterChainOpts, gateway
-// buildGatewayNetworkFiltersFromTCPRoutes). On a sidecar the rules are
-// compiled for one service, and a match without destinationSubnets is
-// scoped to the service's addresses (vips), as Istio's filter chain for the
-// service is. A rule without match, or an applicable match that leaves
-// the destination open, is terminal: nothing after it can be reached, and
-// terminal reports it so that no default route is added. With vips every
-// applicable match is terminal, as in Istio: the service's own filter
-// chain already receives only its traffic.
-func (c *compiler) tcpRoutes(v *virtualService, l listener, vips []string) (routes []*routing.TCPRoute, terminal bool) {
-	for i, rule := range v.spec.Tcp {
-		if rule == nil {
-			continue
-		}
-		var matches []routing.L4Match
-		term := len(rule.Match) == 0
-		if term && len(vips) > 0 {
-			matches = []routing.L4Match{{DestinationSubnets: vips}}
-		}
-		for _, m := range rule.Match {
-			if m == nil || !c.l4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
-				continue
-			}
-			lm := routing.L4Match{DestinationSubnets: m.DestinationSubnets, SourceSubnet: m.SourceSubnet}
-			if len(lm.DestinationSubnets) == 0 {
-				lm.DestinationSubnets = vips
-			}
-			if len(lm.DestinationSubnets) == 0 && lm.SourceSubnet == "" {
-				// Every connection matches: listing the match narrows nothing.
-				matches, term = nil, true
-				break
-			}
-			matches = append(matches, lm)
-			if len(vips) > 0 {
-				term = true
-				break
-			}
-		}
-		if len(rule.Match) > 0 && len(matches) == 0 && !term {
-			continue
-		}
-		dests, total := c.l4Destinations(v, rule.Route, l)
-		if len(dests) == 0 {
-			c.diags.errorf(v.res, fmt.Sprintf("spec.tcp[%d].route", i), "no destination with a non-zero weight; the rule is dropped")
-			continue
-		}
-		routes = append(routes, &routing.TCPRoute{
-			VirtualService: v.name(), RuleIndex: i, Hosts: v.hosts, Matches: matches,
-			Destinations: dests, TotalWeight: total,
-		})
-		if term {
-			return routes, true
-		}
+// l4RuleDestinations resolves a rule's destinations, reporting a rule that
+// has none.
+func (c *compiler) l4RuleDestinations(v *virtualService, field string, route []*networking.RouteDestination, l listener) ([]*routing.Destination, uint32, bool) {
+	dests, total := c.l4Destinations(v, route, l)
+	if len(dests) == 0 {
+		c.diags.errorf(v.res, field+".route", "no destination with a non-zero weight; the rule is dropped")
+		return nil, 0, false
 	}
-	return routes, false
+	return dests, total, true
 }
 
-// tlsRoutes compiles v's tls rules for listener l: each rule keeps the
-// matches that apply to this proxy, with their SNI names and subnets (on a
-// sidecar the service's addresses, vips, when the match names none). With
-// serverHosts set (a gateway server), SNI names outside them are left out.
-func (c *compiler) tlsRoutes(v *virtualService, l listener, serverHosts, vips []string) []*routing.TLSRoute {
-	var routes []*routing.TLSRoute
-	for i, rule := range v.spec.Tls {
-		if rule == nil {
-			continue
-		}
-		var matches []routing.L4Match
-		for _, m := range rule.Match {
-			if m == nil || !c.l4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
-				continue
-			}
-			sni := m.SniHosts
-			if serverHosts != nil {
-				sni = intersectHosts(serverHosts, m.SniHosts)
-				if len(sni) == 0 {
-					continue
-				}
-			}
-			subnets := m.DestinationSubnets
-			if len(subnets) == 0 {
-				subnets = vips
-			}
-			matches = append(matches, routing.L4Match{SNIHosts: sni, DestinationSubnets: subnets})
-		}
-		if len(matches) == 0 {
-			continue
-		}
-		dests, total := c.l4Destinations(v, rule.Route, l)
-		if len(dests) == 0 {
-			c.diags.errorf(v.res, fmt.Sprintf("spec.tls[%d].route", i), "no destination with a non-zero weight; the rule is dropped")
-			continue
-		}
-		routes = append(routes, &routing.TLSRoute{
-			VirtualService: v.name(), RuleIndex: i, Matches: matches, Destinations: dests, TotalWeight: total,
-		})
+// reportIgnoredSourceSubnet warns about sourceSubnet, which Istio accepts
+// but applies nowhere.
+func (c *compiler) reportIgnoredSourceSubnet(v *virtualService, field string, m *networking.L4MatchAttributes) {
+	if m.SourceSubnet != "" {
+		c.diags.warnf(v.res, field+".sourceSubnet", "Istio does not apply sourceSubnet; the condition is ignored")
 	}
-	return routes
 }
 
-// buildMeshL4 compiles the TCP and TLS routes of a sidecar. For every
-// service port that is not HTTP, the oldest VirtualService with tcp or tls
-// rules for the service's host contributes its rules, scoped to the
-// service's addresses, and unless one of them is terminal the service keeps
-// a default route to its own cluster: the plain TCP proxying Istio does
-// without a VirtualService. TLS ports get the tls rules, routed by SNI,
-// and the tcp rules and default route for connections no SNI rule takes.
-// Within a port, routes follow the services' host order.
+// buildMeshL4 compiles the TCP and TLS routes of a sidecar, service by
+// service in host order on each port that is neither HTTP nor sniffed.
 func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
 	type portService struct {
 		s   *registry.Service
@@ -194,31 +119,17 @@ func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
 		l := listener{port: port, gateway: meshGateway}
 		var tcp []*routing.TCPRoute
 		var tls []*routing.TLSRoute
-		// A VirtualService owning several services without addresses would
-		// emit the same unscoped rules once per service.
-		type emitted struct {
-			vs   *virtualService
-			vips string
-		}
-		done := map[emitted]bool{}
 		for _, ps := range byPort[port] {
-			vips := serviceVIPs(ps.s)
-			terminal := false
-			if v := l4Owner(mv.vss, ps.s.Hostname, ps.tls); v != nil {
-				key := emitted{v, strings.Join(vips, ",")}
-				if ps.tls && !done[key] {
-					tls = append(tls, c.tlsRoutes(v, l, nil, vips)...)
+			vss := l4VirtualServices(mv.vss, ps.s.Hostname)
+			if ps.tls {
+				rts, dflt := c.sidecarTLS(ps.s, vss, l)
+				tls = append(tls, rts...)
+				if dflt != nil {
+					tcp = append(tcp, dflt)
 				}
-				var routes []*routing.TCPRoute
-				routes, terminal = c.tcpRoutes(v, l, vips)
-				if !done[key] {
-					tcp = append(tcp, routes...)
-				}
-				done[key] = true
+				continue
 			}
-			if !terminal {
-				tcp = append(tcp, c.defaultTCPRoute(ps.s, port, vips))
-			}
+			tcp = append(tcp, c.sidecarTCP(ps.s, vss, l)...)
 		}
 		if len(tcp) > 0 {
 			if t.TCP == nil {
@@ -235,9 +146,142 @@ func (c *compiler) buildMeshL4(t *routing.Table, mv *meshView) {
 	}
 }
 
-// serviceVIPs are the addresses that identify a service's connections:
-// its ServiceEntry addresses (IPs or CIDRs).
-func serviceVIPs(s *registry.Service) []string {
+// l4VirtualServices are the sidecar VirtualServices whose hosts match
+// host, oldest first (istio tls.go getConfigsForHost): all of them
+// contribute, in order.
+func l4VirtualServices(vss []*virtualService, host string) []*virtualService {
+	var out []*virtualService
+	for _, v := range vss {
+		for _, h := range v.hosts {
+			if config.HostsOverlap(h, host) {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// sidecarTCP compiles the routes of a TCP service port (istio
+// buildSidecarOutboundTCPFilterChainOpts). A rule without match, or with
+// an applicable match that names no destinationSubnets, takes every
+// connection for the service and ends the list; the destinationSubnets of
+// a rule's other applicable matches make one route for it. Unless a rule
+// took every connection, the service's default route (its own cluster)
+// follows. Routes are scoped to the service's addresses.
+func (c *compiler) sidecarTCP(s *registry.Service, vss []*virtualService, l listener) []*routing.TCPRoute {
+	scope := serviceAddresses(s)
+	var out []*routing.TCPRoute
+	defaultCovered := false
+	emit := func(v *virtualService, i int, rule *networking.TCPRoute, subnets []string) bool {
+		dests, total, ok := c.l4RuleDestinations(v, fmt.Sprintf("spec.tcp[%d]", i), rule.Route, l)
+		if !ok {
+			return false
+		}
+		out = append(out, &routing.TCPRoute{
+			VirtualService: v.name(), RuleIndex: i, Hosts: v.hosts, Matches: subnetMatch(subnets),
+			Destinations: dests, TotalWeight: total,
+		})
+		return true
+	}
+rules:
+	for _, v := range vss {
+		for i, rule := range v.spec.Tcp {
+			if len(rule.Match) == 0 {
+				if emit(v, i, rule, scope) {
+					defaultCovered = true
+					break rules
+				}
+				continue
+			}
+			var subnets []string
+			for j, m := range rule.Match {
+				c.reportIgnoredSourceSubnet(v, fmt.Sprintf("spec.tcp[%d].match[%d]", i, j), m)
+				if !c.sidecarL4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
+					continue
+				}
+				if len(m.DestinationSubnets) == 0 {
+					if emit(v, i, rule, scope) {
+						defaultCovered = true
+						break rules
+					}
+					continue rules
+				}
+				subnets = append(subnets, m.DestinationSubnets...)
+			}
+			if len(subnets) > 0 && emit(v, i, rule, subnets) && sameSet(subnets, scope) {
+				// Istio does not add a default filter chain with the same
+				// match as this one, which Envoy would reject.
+				defaultCovered = true
+			}
+		}
+	}
+	if !defaultCovered {
+		out = append(out, c.defaultTCPRoute(s, l.port, scope))
+	}
+	return out
+}
+
+// sidecarTLS compiles the routes of a TLS or HTTPS service port (istio
+// buildSidecarOutboundTLSFilterChainOpts): every applicable tls match
+// routes its SNI names, within its destinationSubnets or else the
+// service's addresses; a match repeating the SNI names and subnets of an
+// earlier one could never be reached and is left out. Only when no match
+// applies does the service get its default route: by SNI (its host name)
+// when it has no address to tell its connections apart, else by address.
+func (c *compiler) sidecarTLS(s *registry.Service, vss []*virtualService, l listener) ([]*routing.TLSRoute, *routing.TCPRoute) {
+	scope := serviceAddresses(s)
+	var out []*routing.TLSRoute
+	seen := map[string]bool{}
+	for _, v := range vss {
+		for i, rule := range v.spec.Tls {
+			var matches []routing.L4Match
+			for _, m := range rule.Match {
+				if !c.sidecarL4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
+					continue
+				}
+				key := strings.Join(m.SniHosts, ",") + "|" + strings.Join(m.DestinationSubnets, ",")
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				subnets := m.DestinationSubnets
+				if len(subnets) == 0 {
+					subnets = scope
+				}
+				matches = append(matches, routing.L4Match{SNIHosts: m.SniHosts, DestinationSubnets: subnets})
+			}
+			if len(matches) == 0 {
+				continue
+			}
+			dests, total, ok := c.l4RuleDestinations(v, fmt.Sprintf("spec.tls[%d]", i), rule.Route, l)
+			if !ok {
+				continue
+			}
+			out = append(out, &routing.TLSRoute{
+				VirtualService: v.name(), RuleIndex: i, Matches: matches, Destinations: dests, TotalWeight: total,
+			})
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	dflt := c.defaultTCPRoute(s, l.port, scope)
+	if len(scope) == 0 || hasCIDR(scope) {
+		// Without an address of its own the service's connections can only
+		// be told apart by SNI: Istio matches its host name.
+		out = append(out, &routing.TLSRoute{
+			RuleIndex: -1, Matches: []routing.L4Match{{SNIHosts: []string{s.Hostname}, DestinationSubnets: scope}},
+			Destinations: dflt.Destinations, TotalWeight: dflt.TotalWeight,
+		})
+		return out, nil
+	}
+	return nil, dflt
+}
+
+// serviceAddresses are the addresses that identify a service's
+// connections: its ServiceEntry addresses (IPs or CIDRs).
+func serviceAddresses(s *registry.Service) []string {
 	var out []string
 	for _, a := range s.Addresses {
 		if a != "" && a != "0.0.0.0" {
@@ -247,34 +291,36 @@ func serviceVIPs(s *registry.Service) []string {
 	return out
 }
 
-// l4Owner is the oldest mesh VirtualService with layer-4 rules for host:
-// tcp rules, or tls rules on a TLS port.
-func l4Owner(vss []*virtualService, host string, tls bool) *virtualService {
-	for _, v := range vss {
-		if len(v.spec.Tcp) == 0 && (!tls || len(v.spec.Tls) == 0) {
-			continue
-		}
-		for _, h := range v.hosts {
-			if config.HostsOverlap(h, host) {
-				return v
-			}
+func hasCIDR(addrs []string) bool {
+	for _, a := range addrs {
+		if strings.Contains(a, "/") {
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
-// defaultTCPRoute forwards every connection for s on port to its cluster.
-// Like Istio's per-service filter chain it is keyed by the service's
-// addresses (vips) when it has any; without, the port alone identifies it.
-func (c *compiler) defaultTCPRoute(s *registry.Service, port uint32, vips []string) *routing.TCPRoute {
-	var matches []routing.L4Match
-	if len(vips) > 0 {
-		matches = []routing.L4Match{{DestinationSubnets: vips}}
+func subnetMatch(subnets []string) []routing.L4Match {
+	if len(subnets) == 0 {
+		return nil
 	}
+	return []routing.L4Match{{DestinationSubnets: subnets}}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// defaultTCPRoute forwards every connection for s on port to its cluster,
+// within scope (the service's addresses) when it has any.
+func (c *compiler) defaultTCPRoute(s *registry.Service, port uint32, scope []string) *routing.TCPRoute {
 	return &routing.TCPRoute{
 		RuleIndex: -1,
 		Hosts:     []string{s.Hostname},
-		Matches:   matches,
+		Matches:   subnetMatch(scope),
 		Destinations: []*routing.Destination{{
 			Cluster: routing.ClusterName(port, "", s.Hostname),
 			Host:    s.Hostname,
@@ -283,4 +329,99 @@ func (c *compiler) defaultTCPRoute(s *registry.Service, port uint32, vips []stri
 		}},
 		TotalWeight: 100,
 	}
+}
+
+// gatewayTCP adds the route of a TCP server: the first tcp rule, among the
+// VirtualServices bound to its Gateway whose hosts meet the server's
+// (oldest first), without match or with a match for this port and
+// Gateway (istio buildGatewayNetworkFiltersFromTCPRoutes). Istio checks no
+// other condition of a gateway match, and neither does michi.
+func (c *compiler) gatewayTCP(t *routing.Table, gs *gatewayServer, vss []*virtualService) {
+	port := gs.s.Port.Number
+	l := listener{port: port, gateway: gs.name}
+	for _, v := range vss {
+		if !v.boundTo(gs.name) || len(intersectHosts(gs.serverHostsFor(v.res.Namespace), v.hosts)) == 0 {
+			continue
+		}
+		for i, rule := range v.spec.Tcp {
+			applies := len(rule.Match) == 0
+			for j, m := range rule.Match {
+				c.reportIgnoredSourceSubnet(v, fmt.Sprintf("spec.tcp[%d].match[%d]", i, j), m)
+				applies = applies || gatewayL4Applies(m.Port, m.Gateways, v.res.Namespace, l)
+			}
+			if !applies {
+				continue
+			}
+			dests, total, ok := c.l4RuleDestinations(v, fmt.Sprintf("spec.tcp[%d]", i), rule.Route, l)
+			if !ok {
+				continue
+			}
+			if t.TCP == nil {
+				t.TCP = map[uint32][]*routing.TCPRoute{}
+			}
+			t.TCP[port] = append(t.TCP[port], &routing.TCPRoute{
+				VirtualService: v.name(), RuleIndex: i, Hosts: v.hosts, Destinations: dests, TotalWeight: total,
+			})
+			return
+		}
+	}
+}
+
+// gatewayTLS adds the SNI routes of a passthrough server: every tls match,
+// among the VirtualServices bound to its Gateway whose hosts meet the
+// server's, for this port and Gateway (istio
+// buildGatewayNetworkFiltersFromTLSRoutes). A match naming an SNI host an
+// earlier match on the port already routes is skipped, as Istio does to
+// keep Envoy's filter chains unique. AUTO_PASSTHROUGH servers route by
+// the cluster name in the SNI and take no VirtualService.
+func (c *compiler) gatewayTLS(t *routing.Table, gs *gatewayServer, vss []*virtualService, sniTaken map[string]bool) {
+	if gs.s.Tls != nil && gs.s.Tls.Mode == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
+		return
+	}
+	port := gs.s.Port.Number
+	l := listener{port: port, gateway: gs.name, tls: true}
+	for _, v := range vss {
+		if !v.boundTo(gs.name) || len(intersectHosts(gs.serverHostsFor(v.res.Namespace), v.hosts)) == 0 {
+			continue
+		}
+		for i, rule := range v.spec.Tls {
+			var matches []routing.L4Match
+			for j, m := range rule.Match {
+				if !gatewayL4Applies(m.Port, m.Gateways, v.res.Namespace, l) {
+					continue
+				}
+				if dup := takenSNI(m.SniHosts, sniTaken); dup != "" {
+					c.diags.warnf(v.res, fmt.Sprintf("spec.tls[%d].match[%d].sniHosts", i, j),
+						"SNI host %s on port %d is already routed by an earlier rule; Istio skips this match", dup, port)
+					continue
+				}
+				for _, h := range m.SniHosts {
+					sniTaken[strings.ToLower(h)] = true
+				}
+				matches = append(matches, routing.L4Match{SNIHosts: m.SniHosts})
+			}
+			if len(matches) == 0 {
+				continue
+			}
+			dests, total, ok := c.l4RuleDestinations(v, fmt.Sprintf("spec.tls[%d]", i), rule.Route, l)
+			if !ok {
+				continue
+			}
+			if t.TLS == nil {
+				t.TLS = map[uint32][]*routing.TLSRoute{}
+			}
+			t.TLS[port] = append(t.TLS[port], &routing.TLSRoute{
+				VirtualService: v.name(), RuleIndex: i, Matches: matches, Destinations: dests, TotalWeight: total,
+			})
+		}
+	}
+}
+
+func takenSNI(hosts []string, taken map[string]bool) string {
+	for _, h := range hosts {
+		if taken[strings.ToLower(h)] {
+			return h
+		}
+	}
+	return ""
 }
