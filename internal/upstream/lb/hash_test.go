@@ -279,3 +279,55 @@ func TestRingBucketsAgreeWithFullSearch(t *testing.T) {
 		}
 	}
 }
+
+func TestMaglevTableMatchesEnvoysPermutation(t *testing.T) {
+	// The table written plainly as Envoy's MaglevTable fills it: host i's
+	// permutation is (offset + skip×next) mod size, hosts in address order
+	// taking turns by weight.
+	reference := func(entries []weightedHost, size uint64) []uint32 {
+		offset, skip, next := make([]uint64, len(entries)), make([]uint64, len(entries)), make([]uint64, len(entries))
+		target := make([]float64, len(entries))
+		var maxWeight float64
+		for i, e := range entries {
+			d := xxhash.NewWithSeed(1)
+			d.WriteString(e.host.Address)
+			offset[i] = xxhash.Sum64String(e.host.Address) % size
+			skip[i] = d.Sum64()%(size-1) + 1
+			maxWeight = max(maxWeight, e.weight)
+		}
+		table := make([]uint32, size)
+		taken := make([]bool, size)
+		for filled, round := uint64(0), 1; filled < size; round++ {
+			for i := 0; i < len(entries) && filled < size; i++ {
+				if float64(round)*entries[i].weight < target[i] {
+					continue
+				}
+				target[i] += maxWeight
+				c := (offset[i] + skip[i]*next[i]) % size
+				for taken[c] {
+					next[i]++
+					c = (offset[i] + skip[i]*next[i]) % size
+				}
+				table[c], taken[c] = uint32(i), true
+				next[i]++
+				filled++
+			}
+		}
+		return table
+	}
+	for _, tc := range []struct {
+		weights []uint32
+		size    uint64
+	}{
+		{[]uint32{1, 1, 1}, 251},
+		{[]uint32{1, 2, 3, 4, 5}, 1009},
+		{[]uint32{7, 1, 1, 3}, 65537},
+	} {
+		hosts := weighted(tc.weights...)
+		plan := levelPlan{hosts: hosts, healthy: hosts}
+		entries := hashEntries(&plan)
+		if got, want := newMaglev(entries, tc.size).table, reference(entries, tc.size); !slices.Equal(got, want) {
+			t.Errorf("weights %v size %d: table differs from the reference fill", tc.weights, tc.size)
+		}
+	}
+}

@@ -30,19 +30,15 @@ func newMaglev(entries []weightedHost, size uint64) *maglev {
 	}
 	size = nextPrime(size)
 
-	type builder struct {
-		offset, skip, next uint64
-		weight, target     float64
-	}
-	builders := make([]builder, len(entries))
+	builders := make([]maglevBuilder, len(entries))
 	var maxWeight float64
 	seeded := xxhash.NewWithSeed(1)
 	for i, e := range entries {
 		m.hosts[i] = e.host
 		seeded.ResetWithSeed(1)
 		seeded.WriteString(e.host.Address)
-		builders[i] = builder{
-			offset: xxhash.Sum64String(e.host.Address) % size,
+		builders[i] = maglevBuilder{
+			slot:   xxhash.Sum64String(e.host.Address) % size,
 			skip:   seeded.Sum64()%(size-1) + 1,
 			weight: e.weight,
 		}
@@ -67,17 +63,31 @@ func newMaglev(entries []weightedHost, size uint64) *maglev {
 				continue
 			}
 			b.target += maxWeight
-			slot := (b.offset + b.skip*b.next) % size
-			for m.table[slot] != empty {
-				b.next++
-				slot = (b.offset + b.skip*b.next) % size
+			for m.table[b.slot] != empty {
+				b.advance(size)
 			}
-			m.table[slot] = uint32(i)
-			b.next++
+			m.table[b.slot] = uint32(i)
+			b.advance(size)
 			filled++
 		}
 	}
 	return m
+}
+
+// maglevBuilder walks one host's permutation, offset + k×skip (mod size),
+// a step at a time; slot is the current position.
+type maglevBuilder struct {
+	slot, skip     uint64
+	weight, target float64
+}
+
+// advance moves to the next slot of the permutation without dividing:
+// slot and skip are both below size.
+func (b *maglevBuilder) advance(size uint64) {
+	b.slot += b.skip
+	if b.slot >= size {
+		b.slot -= size
+	}
 }
 
 // lookup returns table[hash % size]. A retry attempt flips the hash's
