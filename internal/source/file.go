@@ -125,7 +125,9 @@ func (f *File) Run(ctx context.Context, emit func(*config.Set, config.Diagnostic
 			schedule()
 		case <-timer.C:
 			deadline = time.Time{}
-			fw.reload(emit, false)
+			if fw.reload(emit, false) {
+				schedule()
+			}
 		}
 	}
 }
@@ -150,35 +152,62 @@ type fileWatch struct {
 	roots   []string
 	watched map[string]watchKind // as of the last syncWatches
 	hash    uint64               // of the last emitted files' names and contents
+	sizes   map[string]int       // file sizes at the last emit
+	waited  bool                 // a reload was put off because a file was just emptied
 }
 
 // reload re-reads every file and emits the configuration, unless nothing
 // changed since the last emit. force emits regardless (the first load).
-func (fw *fileWatch) reload(emit func(*config.Set, config.Diagnostics), force bool) {
+//
+// A file that had content and is now empty is most likely being written
+// in place (truncate, then write): emitting it would publish a table
+// without that file's routes for a moment. Such a reload is put off once,
+// by returning retry; if the file is still empty on the next reload, the
+// emptying was meant and is emitted.
+func (fw *fileWatch) reload(emit func(*config.Set, config.Diagnostics), force bool) (retry bool) {
 	// Watch first, read second: a file created after its directory's
 	// watch exists raises an event, and one created before is read now.
 	fw.syncWatches()
-	h := fw.contentHash()
+	h, sizes := fw.contentHash()
+	if !force && !fw.waited && fw.emptied(sizes) {
+		fw.waited = true
+		return true
+	}
+	fw.waited = false
 	emitted := force || h != fw.hash
 	if emitted {
-		fw.hash = h
+		fw.hash, fw.sizes = h, sizes
 		set, diags := config.Load(fw.Paths, fw.Load)
 		emit(set, diags)
 	}
 	if fw.reloaded != nil {
 		fw.reloaded(emitted)
 	}
+	return false
+}
+
+// emptied reports whether a file that had content at the last emit is
+// now empty.
+func (fw *fileWatch) emptied(sizes map[string]int) bool {
+	for name, n := range sizes {
+		if n == 0 && fw.sizes[name] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // contentHash hashes the names and bytes of every file the configuration
-// is read from, or the error that stops listing them.
-func (fw *fileWatch) contentHash() uint64 {
+// is read from, or the error that stops listing them, and returns each
+// file's size.
+func (fw *fileWatch) contentHash() (uint64, map[string]int) {
 	d := xxhash.New()
 	files, err := config.ListFiles(fw.Paths)
 	if err != nil {
 		d.WriteString("list error\x00" + err.Error())
-		return d.Sum64()
+		return d.Sum64(), nil
 	}
+	sizes := make(map[string]int, len(files))
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		d.WriteString(name)
@@ -186,12 +215,13 @@ func (fw *fileWatch) contentHash() uint64 {
 		if err != nil {
 			d.WriteString("read error\x00" + err.Error())
 		} else {
+			sizes[name] = len(data)
 			fmt.Fprintf(d, "%d\x00", len(data))
 			d.Write(data)
 		}
 		d.WriteString("\x00")
 	}
-	return d.Sum64()
+	return d.Sum64(), sizes
 }
 
 // syncWatches watches every directory that can affect the configuration:
