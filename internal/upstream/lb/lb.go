@@ -83,8 +83,9 @@ type Config struct {
 	Local       string
 	LocalLabels map[string]string
 	// Seed, when non-zero, makes the picker's random choices a
-	// deterministic sequence (tests fix it). Zero uses math/rand/v2's
-	// lock-free global generator.
+	// deterministic sequence (tests fix it). That sequence is one atomic
+	// counter every goroutine contends on, so in production Seed is left
+	// zero: math/rand/v2's lock-free, per-CPU generator.
 	Seed uint64
 }
 
