@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -236,20 +237,11 @@ func (a *analyzer) checkDuplicateHosts(roots []*virtualService) {
 					h, older.name())
 				break
 			}
-			if !containsVS(owner[h], v) {
+			if !slices.Contains(owner[h], v) {
 				owner[h] = append(owner[h], v)
 			}
 		}
 	}
-}
-
-func containsVS(l []*virtualService, v *virtualService) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // exportsOverlap reports whether some namespace sees both VirtualServices.

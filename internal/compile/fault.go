@@ -87,10 +87,3 @@ func fault(in *networking.HTTPFaultInjection) (*routing.Fault, []fieldProblem) {
 	}
 	return out, problems
 }
-
-// fieldProblem is a finding about a field relative to the one being
-// translated, reported by the caller with the full path.
-type fieldProblem struct {
-	field string
-	msg   string
-}

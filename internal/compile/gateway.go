@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -318,7 +319,7 @@ func (c *compiler) gatewayRouteConfig(port uint32, servers []*gatewayServer, vss
 			for _, h := range hosts {
 				vh := get(h)
 				vh.routes = append(vh.routes, routes...)
-				if !contains(vh.vss, v.name()) {
+				if !slices.Contains(vh.vss, v.name()) {
 					vh.vss = append(vh.vss, v.name())
 				}
 				vh.requireTLS = vh.requireTLS || redirect

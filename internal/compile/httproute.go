@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -74,12 +75,12 @@ func (c *compiler) translateRoute(v *virtualService, hr *httpRule, m *networking
 	}
 	match, err := compileMatch(m)
 	if err != nil {
-		field := hr.field + ".match"
-		if me, ok := err.(*matchError); ok && matchIndex >= 0 {
-			field = fmt.Sprintf("%s.match[%d].%s", hr.field, matchIndex, me.field)
-			err = fmt.Errorf("%s", me.msg)
+		field, msg := hr.field+".match", err.Error()
+		var me *matchError
+		if errors.As(err, &me) && matchIndex >= 0 {
+			field, msg = fmt.Sprintf("%s.match[%d].%s", hr.field, matchIndex, me.field), me.msg
 		}
-		c.diags.errorf(hr.res, field, "%v; the route is dropped", err)
+		c.diags.errorf(hr.res, field, "%s; the route is dropped", msg)
 		return nil
 	}
 
@@ -127,6 +128,13 @@ func (c *compiler) translateRoute(v *virtualService, hr *httpRule, m *networking
 	out.CORS = cp
 	c.reportProblems(hr, ".corsPolicy.", problems)
 	return out
+}
+
+// fieldProblem is a finding about a field relative to the one being
+// translated, which the caller reports with the full path.
+type fieldProblem struct {
+	field string
+	msg   string
 }
 
 func (c *compiler) reportProblems(hr *httpRule, prefix string, problems []fieldProblem) {

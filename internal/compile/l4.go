@@ -187,6 +187,9 @@ func (c *compiler) sidecarTCP(s *registry.Service, vss []*virtualService, l list
 rules:
 	for _, v := range vss {
 		for i, rule := range v.spec.Tcp {
+			if rule == nil {
+				continue
+			}
 			if len(rule.Match) == 0 {
 				if emit(v, i, rule, scope) {
 					defaultCovered = true
@@ -196,6 +199,9 @@ rules:
 			}
 			var subnets []string
 			for j, m := range rule.Match {
+				if m == nil {
+					continue
+				}
 				c.reportIgnoredSourceSubnet(v, fmt.Sprintf("spec.tcp[%d].match[%d]", i, j), m)
 				if !c.sidecarL4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
 					continue
@@ -235,9 +241,12 @@ func (c *compiler) sidecarTLS(s *registry.Service, vss []*virtualService, l list
 	seen := map[string]bool{}
 	for _, v := range vss {
 		for i, rule := range v.spec.Tls {
+			if rule == nil {
+				continue
+			}
 			var matches []routing.L4Match
 			for _, m := range rule.Match {
-				if !c.sidecarL4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
+				if m == nil || !c.sidecarL4Applies(m.Port, m.Gateways, m.SourceLabels, m.SourceNamespace, v.res.Namespace, l) {
 					continue
 				}
 				key := strings.Join(m.SniHosts, ",") + "|" + strings.Join(m.DestinationSubnets, ",")
@@ -344,8 +353,14 @@ func (c *compiler) gatewayTCP(t *routing.Table, gs *gatewayServer, vss []*virtua
 			continue
 		}
 		for i, rule := range v.spec.Tcp {
+			if rule == nil {
+				continue
+			}
 			applies := len(rule.Match) == 0
 			for j, m := range rule.Match {
+				if m == nil {
+					continue
+				}
 				c.reportIgnoredSourceSubnet(v, fmt.Sprintf("spec.tcp[%d].match[%d]", i, j), m)
 				applies = applies || gatewayL4Applies(m.Port, m.Gateways, v.res.Namespace, l)
 			}
@@ -385,9 +400,12 @@ func (c *compiler) gatewayTLS(t *routing.Table, gs *gatewayServer, vss []*virtua
 			continue
 		}
 		for i, rule := range v.spec.Tls {
+			if rule == nil {
+				continue
+			}
 			var matches []routing.L4Match
 			for j, m := range rule.Match {
-				if !gatewayL4Applies(m.Port, m.Gateways, v.res.Namespace, l) {
+				if m == nil || !gatewayL4Applies(m.Port, m.Gateways, v.res.Namespace, l) {
 					continue
 				}
 				if dup := takenSNI(m.SniHosts, sniTaken); dup != "" {

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -334,7 +335,7 @@ func (b *vhostBuilder) add(host string, domains, alt []string, vs string, routes
 			owner = o
 			continue
 		}
-		if b.knownFQDN[d] && contains(alt, d) {
+		if b.knownFQDN[d] && slices.Contains(alt, d) {
 			continue
 		}
 		b.domains[ld] = vs
@@ -345,15 +346,6 @@ func (b *vhostBuilder) add(host string, domains, alt []string, vs string, routes
 	}
 	b.vhosts = append(b.vhosts, routing.NewVirtualHost(name, kept, vs, routes))
 	return "", true
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // duplicateHosts records VirtualServices whose virtual host lost to an
