@@ -137,8 +137,13 @@ func (p *pool) acquire(ctx context.Context, st *clusterState) (*pconn, error) {
 		}
 		if err := pc.cc.Reserve(); err != nil {
 			// The connection closed, or (HTTP/2) the server allows fewer
-			// streams than we assumed: try again elsewhere.
-			p.reserveFailed(pc)
+			// streams than we assumed: try again elsewhere. A connection
+			// that died before serving anything is a connect failure (a
+			// TLS 1.3 server rejects a client certificate only after the
+			// client's handshake is done); retrying would dial forever.
+			if p.reserveFailed(pc) {
+				return nil, &Error{Flag: "UF", BeforeRequest: true, Err: fmt.Errorf("connection to %s closed before use: %w", p.ep.addr, err)}
+			}
 			continue
 		}
 		return pc, nil
@@ -271,7 +276,7 @@ func (p *pool) connect(st *clusterState) {
 		if timeout {
 			err = fmt.Errorf("connect timeout after %v: %w", st.connectTimeout, err)
 		}
-		p.connectFailed(err, timeout)
+		p.connectFailed(err, timeout, true)
 		return
 	}
 	pc := &pconn{cc: cc, mc: d.mc, h2: d.h2}
@@ -279,9 +284,16 @@ func (p *pool) connect(st *clusterState) {
 
 	p.mu.Lock()
 	p.connecting--
-	if p.closed || pc.dead {
+	if p.closed {
 		p.mu.Unlock()
 		cc.Close()
+		return
+	}
+	if pc.dead {
+		// It closed before we could use it: a connect failure for the
+		// requests waiting (connDead has released its count).
+		p.mu.Unlock()
+		p.connectFailed(fmt.Errorf("connection closed before use: %w", cc.Err()), false, false)
 		return
 	}
 	p.conns = append(p.conns, pc)
@@ -311,7 +323,9 @@ func isTimeout(ctx context.Context, err error) bool {
 }
 
 // connectFailed fails the pending requests after a connect failure.
-func (p *pool) connectFailed(err error, timeout bool) {
+// dialing is true when the failed connection still counts as being
+// established.
+func (p *pool) connectFailed(err error, timeout, dialing bool) {
 	s := &p.c.stats
 	s.cxConnectFail.Add(1)
 	if timeout {
@@ -319,8 +333,10 @@ func (p *pool) connectFailed(err error, timeout bool) {
 	}
 	ue := &Error{Flag: "UF", BeforeRequest: true, Err: fmt.Errorf("connect to %s: %w", p.ep.addr, err)}
 	p.mu.Lock()
-	p.connecting--
-	s.cxActive.Add(-1)
+	if dialing {
+		p.connecting--
+		s.cxActive.Add(-1)
+	}
 	ws := p.waiters
 	p.waiters = nil
 	p.mu.Unlock()
@@ -408,16 +424,19 @@ func (p *pool) releaseLocked(pc *pconn) (closeNow bool) {
 	return p.settleLocked(pc, st)
 }
 
-// reserveFailed undoes a lease whose Reserve failed.
-func (p *pool) reserveFailed(pc *pconn) {
+// reserveFailed undoes a lease whose Reserve failed. It reports whether
+// the connection died without ever carrying a request.
+func (p *pool) reserveFailed(pc *pconn) (diedUnused bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pc.inUse--
 	pc.requests--
-	if pc.cc.Err() == nil {
-		pc.full = true // the state hook clears it when a stream frees up
-	}
 	p.unreadyLocked(pc)
+	if pc.cc.Err() != nil {
+		return pc.requests == 0
+	}
+	pc.full = true // the state hook clears it when a stream frees up
+	return false
 }
 
 // abandon withdraws a pending request whose context ended. A connection

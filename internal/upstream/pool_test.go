@@ -320,3 +320,89 @@ func TestOriginalDstCluster(t *testing.T) {
 		t.Fatalf("ORIGINAL_DST = %d %+v %v, want 200 from %s", code, att, err, b.addr())
 	}
 }
+
+// TestServerClosingEveryConnection: a server that closes each connection
+// as soon as it accepts it must fail the request, not strand it.
+func TestServerClosingEveryConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	m := newManager(t, Options{})
+	c := update(t, m, httpCluster("c", ln.Addr().String()))["c"]
+	for range 5 {
+		_, _, _, err := get(t, c, AttemptOptions{})
+		if f := flagOf(err); f != "UF" && f != "UC" {
+			t.Fatalf("RoundTrip to a server closing every connection = %v, want UF or UC", err)
+		}
+	}
+	if got := stat(t, m, "c", "upstream_rq_pending_active"); got != 0 {
+		t.Errorf("upstream_rq_pending_active = %d, want 0", got)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	slow := make(chan struct{})
+	t.Cleanup(func() { close(slow) })
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/abort":
+			panic(http.ErrAbortHandler) // h1: close the connection; h2: RST_STREAM
+		case "/slow":
+			select {
+			case <-slow:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	b := newBackend(t, h, true)
+	tests := []struct {
+		name     string
+		protocol string
+		path     string
+		timeout  time.Duration
+		wantFlag string
+		wantIs   error
+	}{
+		{name: "h1 connection closed", protocol: "HTTP", path: "/abort", wantFlag: "UC"},
+		{name: "h2 stream reset", protocol: "HTTP2", path: "/abort", wantFlag: "UR"},
+		{name: "try deadline", protocol: "HTTP", path: "/slow", timeout: 50 * time.Millisecond, wantFlag: "UT", wantIs: context.DeadlineExceeded},
+		{name: "h2 try deadline", protocol: "HTTP2", path: "/slow", timeout: 50 * time.Millisecond, wantFlag: "UT", wantIs: context.DeadlineExceeded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newManager(t, Options{})
+			cfg := httpCluster("c", b.addr())
+			cfg.Protocol = tc.protocol
+			c := update(t, m, cfg)["c"]
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			_, _, err := c.RoundTrip(ctx, newRequest(t, "GET", tc.path).WithContext(ctx), AttemptOptions{})
+			if flagOf(err) != tc.wantFlag {
+				t.Fatalf("RoundTrip = %v, want flag %s", err, tc.wantFlag)
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("RoundTrip = %v, want it to wrap %v", err, tc.wantIs)
+			}
+			for _, s := range []string{"upstream_rq_active", "upstream_rq_pending_active"} {
+				if got := stat(t, m, "c", s); got != 0 {
+					t.Errorf("%s = %d after the failure, want 0", s, got)
+				}
+			}
+		})
+	}
+}
