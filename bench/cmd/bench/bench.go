@@ -289,12 +289,16 @@ func (inst *michiInstance) generation(path string) (string, error) {
 
 var probeClient = &http.Client{Timeout: 2 * time.Second}
 
+// dumpClient waits longer: michi renders the whole /config_dump before it
+// sends the first byte, which takes seconds with 10,000 services.
+var dumpClient = &http.Client{Timeout: time.Minute}
+
 // configVersion reads the top-level "version" of michi's /config_dump.
 // It stops reading as soon as it has it: with 10,000 services the dump is
 // large, and decoding all of it on every poll would slow the very reload
 // being timed.
 func (inst *michiInstance) configVersion() (string, error) {
-	resp, err := probeClient.Get("http://" + inst.admin + "/config_dump")
+	resp, err := dumpClient.Get("http://" + inst.admin + "/config_dump")
 	if err != nil {
 		return "", err
 	}

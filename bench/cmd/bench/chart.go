@@ -11,8 +11,12 @@ import (
 
 // drawChart renders two panels with gnuplot: latency percentiles at 1000
 // qps per target, and proxy CPU per request at three loads, each bar the
-// median with the min–max spread as an error bar.
-func drawChart(res *Results, pngPath, workDir string) error {
+// median with the min–max spread as an error bar. It draws nothing, and
+// returns false, when neither figure was measured.
+func drawChart(res *Results, pngPath, workDir string) (bool, error) {
+	if res.figure("latency", "direct", vRequests).n == 0 && res.figure("latency", "michi", vRequests).n == 0 {
+		return false, nil
+	}
 	latency := filepath.Join(workDir, "chart-latency.dat")
 	cpu := filepath.Join(workDir, "chart-cpu.dat")
 
@@ -35,10 +39,10 @@ func drawChart(res *Results, pngPath, workDir string) error {
 		c.WriteByte('\n')
 	}
 	if err := os.WriteFile(latency, []byte(lat.String()), 0o644); err != nil {
-		return err
+		return false, err
 	}
 	if err := os.WriteFile(cpu, []byte(c.String()), 0o644); err != nil {
-		return err
+		return false, err
 	}
 
 	script := fmt.Sprintf(`set terminal pngcairo size 1400,560 font "sans,11"
@@ -72,9 +76,9 @@ unset multiplot
 	gp := exec.Command("gnuplot")
 	gp.Stdin = strings.NewReader(script)
 	if out, err := gp.CombinedOutput(); err != nil {
-		return fmt.Errorf("gnuplot: %v\n%s", err, out)
+		return false, fmt.Errorf("gnuplot: %v\n%s", err, out)
 	}
-	return nil
+	return true, nil
 }
 
 // triple is " median min max", or NaNs for a figure not measured.

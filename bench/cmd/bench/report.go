@@ -11,14 +11,18 @@ import (
 
 // writeReport renders the results as Markdown and draws the chart.
 func (b *bench) writeReport(res *Results, reportPath, chartPath string) int {
-	if err := drawChart(res, chartPath, b.out); err != nil {
+	drawn, err := drawChart(res, chartPath, b.out)
+	if err != nil {
 		return fail("chart: %v", err)
 	}
-	rel := strings.TrimPrefix(chartPath, b.repo+"/")
+	rel := ""
+	if drawn {
+		rel = strings.TrimPrefix(chartPath, b.repo+"/")
+	}
 	if err := os.WriteFile(reportPath, []byte(renderReport(res, rel)), 0o644); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Printf("wrote %s and %s\n", reportPath, chartPath)
+	fmt.Printf("wrote %s\n", reportPath)
 	return 0
 }
 
@@ -100,8 +104,10 @@ func renderReport(res *Results, chart string) string {
 	m.p("`bench/run.sh` (about 30 minutes); `bench/run.sh --quick` takes a few minutes and writes to `bench/out/`")
 	m.p("instead. `bench/run.sh -report-only` re-renders this file from the saved results.")
 	m.p("")
-	m.p("![latency and CPU per request](%s)", chart)
-	m.p("")
+	if chart != "" {
+		m.p("![latency and CPU per request](%s)", chart)
+		m.p("")
+	}
 	renderMethod(&m)
 	renderTargets(&m, res)
 	renderLatency(&m, res)
