@@ -23,6 +23,7 @@ import (
 	"github.com/michi-mesh/michi/internal/config"
 	"github.com/michi-mesh/michi/internal/dataplane"
 	"github.com/michi-mesh/michi/internal/engine"
+	"github.com/michi-mesh/michi/internal/meshca"
 	"github.com/michi-mesh/michi/internal/routing"
 	"github.com/michi-mesh/michi/internal/source"
 	"github.com/michi-mesh/michi/internal/telemetry"
@@ -73,6 +74,8 @@ type runFlags struct {
 	compat          string
 	locality        string
 	meshCADir       string
+	inboundAddr     string
+	inboundTarget   string
 	logLevel        string
 }
 
@@ -91,6 +94,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.compat, "compat", "", "behave like an older Istio where defaults changed: 1.27 appends -shadow to mirrored hosts")
 	fs.StringVar(&f.locality, "locality", "", "the proxy's own locality region/zone/subzone, for locality load balancing")
 	fs.StringVar(&f.meshCADir, "mesh-ca-dir", "", "directory with this proxy's mesh identity (cert.pem, key.pem, root-cert.pem) for ISTIO_MUTUAL")
+	fs.StringVar(&f.inboundAddr, "inbound-addr", "", "sidecar-style inbound listener: mutual TLS with --mesh-ca-dir (Istio STRICT), plaintext without")
+	fs.StringVar(&f.inboundTarget, "inbound-target", "", "the local application the inbound listener forwards to, host:port")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 }
 
@@ -112,6 +117,9 @@ func (f *runFlags) check() error {
 	case "", "1.27", "1.28":
 	default:
 		return fmt.Errorf("--compat %q: michi follows the newest Istio; only 1.27 (mirror -shadow suffix) is offered", f.compat)
+	}
+	if (f.inboundAddr == "") != (f.inboundTarget == "") {
+		return errors.New("--inbound-addr and --inbound-target go together")
 	}
 	if f.drainTimeout < 0 {
 		return errors.New("--drain-timeout must not be negative")
@@ -247,6 +255,12 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer, ready runReady) err
 	}
 
 	go dp.Serve(meshLn)
+	var inbound *dataplane.Server
+	if f.inboundAddr != "" {
+		if inbound, err = serveInbound(f, log, accessLog); err != nil {
+			return err
+		}
+	}
 	log.Info("michi is serving", "mesh", meshLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"version", eng.Status().Version)
 	if ready != nil {
@@ -270,8 +284,41 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer, ready runReady) err
 	if err := dp.Shutdown(drainCtx); err != nil {
 		log.Warn("drain ended with requests still in flight", "err", err)
 	}
+	if inbound != nil {
+		inbound.Shutdown(drainCtx)
+	}
 	cancelEngine()
 	return nil
+}
+
+// serveInbound starts the inbound listener: like an Istio sidecar's
+// inbound side it forwards everything to the local application, and with a
+// mesh identity it accepts only mutual TLS from mesh peers (STRICT).
+func serveInbound(f *runFlags, log *slog.Logger, accessLog *telemetry.AccessLog) (*dataplane.Server, error) {
+	table, err := dataplane.InboundTable(f.inboundTarget)
+	if err != nil {
+		return nil, fmt.Errorf("--inbound-target: %w", err)
+	}
+	ln, err := net.Listen("tcp", f.inboundAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--inbound-addr: %w", err)
+	}
+	mgr := upstream.NewManager(upstream.Options{Logger: log})
+	srv := dataplane.New(dataplane.Options{Logger: log.With("listener", "inbound"), AccessLog: accessLog})
+	srv.Publish(table, mgr.Update(table.Clusters))
+	if f.meshCADir == "" {
+		go srv.Serve(ln)
+		log.Info("inbound listener (plaintext)", "addr", ln.Addr().String(), "target", f.inboundTarget)
+		return srv, nil
+	}
+	id, err := meshca.LoadIdentityDir(f.meshCADir)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--mesh-ca-dir: %w", err)
+	}
+	go srv.ServeTLS(ln, meshca.ServerTLSConfig(id))
+	log.Info("inbound listener (mutual TLS)", "addr", ln.Addr().String(), "target", f.inboundTarget, "identity", id.ID.String())
+	return srv, nil
 }
 
 func parseLevel(s string) slog.Level {

@@ -74,7 +74,11 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	var vh *routing.VirtualHost
-	if rc := t.HTTP[port]; rc != nil {
+	rc := t.HTTP[port]
+	if rc == nil {
+		rc = t.Default
+	}
+	if rc != nil {
 		vh = rc.Lookup(host)
 	}
 	if vh == nil {

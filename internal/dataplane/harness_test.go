@@ -162,9 +162,16 @@ func render(t *testing.T, tmpl string, backends ...*backend) string {
 }
 
 func newProxy(t *testing.T, yaml string, opts ...proxyOption) *proxy {
+	return newProxyWith(t, yaml, upstream.Options{}, opts...)
+}
+
+// newProxyWith is newProxy with upstream manager options, such as a mesh
+// identity.
+func newProxyWith(t *testing.T, yaml string, upOpts upstream.Options, opts ...proxyOption) *proxy {
 	t.Helper()
 	p := &proxy{t: t, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
-	mgr := upstream.NewManager(upstream.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	upOpts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	mgr := upstream.NewManager(upOpts)
 	t.Cleanup(mgr.Close)
 	p.mgr = mgr
 	al, err := telemetry.NewAccessLog(lockedWriter{p.logMu, p.log}, "text")

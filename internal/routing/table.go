@@ -20,6 +20,9 @@ type Table struct {
 	// outbound routes by port ("9080") on a sidecar and by server port on a
 	// gateway.
 	HTTP map[uint32]*RouteConfig `json:"http"`
+	// Default, when set, serves every port HTTP has no configuration for;
+	// an inbound listener uses it to send everything to the local app.
+	Default *RouteConfig `json:"default,omitempty"`
 	// TCP and TLS hold the layer-4 routes per port.
 	TCP map[uint32][]*TCPRoute `json:"tcp,omitempty"`
 	TLS map[uint32][]*TLSRoute `json:"tls,omitempty"`
