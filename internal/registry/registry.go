@@ -23,11 +23,11 @@ type Port struct {
 // Service is one host of a ServiceEntry (a ServiceEntry with several hosts
 // yields one Service per host, as in Istio).
 type Service struct {
-	Hostname   string   `json:"hostname"`
-	Namespace  string   `json:"namespace"`
-	Ports      []Port   `json:"ports"`
-	Addresses  []string `json:"addresses,omitempty"`
-	MeshExternal bool   `json:"meshExternal"`
+	Hostname     string   `json:"hostname"`
+	Namespace    string   `json:"namespace"`
+	Ports        []Port   `json:"ports"`
+	Addresses    []string `json:"addresses,omitempty"`
+	MeshExternal bool     `json:"meshExternal"`
 	// Resolution is NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS.
 	Resolution      string      `json:"resolution"`
 	ExportTo        []string    `json:"exportTo,omitempty"`
