@@ -18,9 +18,10 @@ type endpoint struct {
 	c    *Cluster
 	od   hostOutlier
 
-	active atomic.Int64 // requests in flight
-	total  atomic.Int64 // requests sent
-	errors atomic.Int64 // 5xx responses and local-origin failures
+	active   atomic.Int64 // requests (and TCP connections) in flight
+	total    atomic.Int64 // requests sent
+	errors   atomic.Int64 // 5xx responses and local-origin failures
+	tcpConns atomic.Int64 // open DialTCP connections
 
 	// Guarded by Cluster.mu.
 	host *lb.Host

@@ -117,9 +117,13 @@ func (c *Cluster) status() ClusterStatus {
 	describe := func(m *member) EndpointStatus {
 		ep := m.ep
 		es := EndpointStatus{
-			Address:        ep.addr,
-			Weight:         max(m.spec.Weight, 1),
-			Locality:       m.spec.Locality,
+			Address:  ep.addr,
+			Weight:   max(m.spec.Weight, 1),
+			Locality: m.spec.Locality,
+			// Healthy is the active health-check verdict (Envoy's
+			// failed_active_hc); nothing checks actively, and an
+			// ejection is reported apart, as Envoy's
+			// failed_outlier_check.
 			Healthy:        true,
 			ActiveRequests: ep.active.Load(),
 			TotalRequests:  ep.total.Load(),
@@ -130,7 +134,6 @@ func (c *Cluster) status() ClusterStatus {
 			es.Ejected = ep.od.ejected.Load()
 			es.EjectionCount = ep.od.numEjections
 			if es.Ejected {
-				es.Healthy = false
 				es.EjectedFor = max(ejectionTime(st.outlier, &ep.od)-now.Sub(ep.od.ejectedAt), 0)
 			}
 			c.mu.Unlock()

@@ -93,8 +93,8 @@ func TestConsecutive5xxEjectsAndReturns(t *testing.T) {
 		}
 	}
 	es := s.endpoint(t, bad.addr())
-	if !es.Ejected || es.Healthy || es.EjectionCount != 1 || es.EjectedFor != 30*time.Second {
-		t.Fatalf("after 3 consecutive 500s: %+v, want ejected for 30s, once", es)
+	if !es.Ejected || !es.Healthy || es.EjectionCount != 1 || es.EjectedFor != 30*time.Second {
+		t.Fatalf("after 3 consecutive 500s: %+v, want ejected (not failing active checks) for 30s, once", es)
 	}
 	for name, want := range map[string]int64{
 		"outlier_detection.ejections_active":                   1,

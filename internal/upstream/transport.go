@@ -173,6 +173,14 @@ func (c *meteredConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the TCP connection.
+func (c *meteredConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("connection cannot half-close")
+}
+
 // meshIdentity is the loaded Options.MeshTLS.
 type meshIdentity struct {
 	id  *meshca.Identity
