@@ -54,27 +54,10 @@ func (s *Server) forwardTo(ex *exchange, snap *Snapshot, rt *routing.Route, dst 
 	applyRequestOps(h, &rt.Headers)
 	addForwardedHeaders(ex, h)
 
-	authority := r.Host
-	switch {
-	case rt.Rewrite != nil && rt.Rewrite.Authority != "":
-		authority = rt.Rewrite.Authority
-	case rt.Headers.HostRewrite != "":
-		authority = rt.Headers.HostRewrite
-	case dst.Headers.HostRewrite != "":
-		authority = dst.Headers.HostRewrite
-	}
-	path := ex.path
-	if rw := rt.Rewrite; rw != nil && (rw.HasURIPrefix || rw.Regex != nil) {
-		orig := path
-		if rw.HasURIPrefix {
-			path = rewritePrefix(rt, path, rw.URIPrefix)
-		} else {
-			path = rw.Regex.Apply(path)
-		}
-		if path != orig {
-			ex.rewritten = r.URL.RequestURI()
-			h.Set("X-Envoy-Original-Path", ex.rewritten)
-		}
+	authority, path := RewriteTarget(rt, dst, r.Host, ex.path)
+	if path != ex.path {
+		ex.rewritten = r.URL.RequestURI()
+		h.Set("X-Envoy-Original-Path", ex.rewritten)
 	}
 
 	var hash uint64
@@ -119,6 +102,34 @@ func (s *Server) forwardTo(ex *exchange, snap *Snapshot, rt *routing.Route, dst 
 		s.mirror(ex, snap, rt, attempt)
 	}
 	s.respond(ex, resp, attempt)
+}
+
+// RewriteTarget returns the authority and path a request forwarded by
+// route rt to destination dst carries, given its Host header and
+// normalized path: the route's rewrite.authority, else a host rewrite in
+// the route's headers, else in the destination's (a destination's
+// authority applies only when the route sets none, istio route.go
+// processDestination); the path after rewrite.uri (a prefix swap) or
+// uriRegexRewrite. `michi explain` calls it
+// too, to show what the upstream receives.
+func RewriteTarget(rt *routing.Route, dst *routing.Destination, authority, path string) (string, string) {
+	switch {
+	case rt.Rewrite != nil && rt.Rewrite.Authority != "":
+		authority = rt.Rewrite.Authority
+	case rt.Headers.HostRewrite != "":
+		authority = rt.Headers.HostRewrite
+	case dst.Headers.HostRewrite != "":
+		authority = dst.Headers.HostRewrite
+	}
+	if rw := rt.Rewrite; rw != nil {
+		switch {
+		case rw.HasURIPrefix:
+			path = rewritePrefix(rt, path, rw.URIPrefix)
+		case rw.Regex != nil:
+			path = rw.Regex.Apply(path)
+		}
+	}
+	return authority, path
 }
 
 // outbound is what every try sends.

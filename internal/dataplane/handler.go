@@ -57,21 +57,13 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	t := snap.Table
 
-	host, port, ok := splitAuthority(r.Host, s.opts.DefaultPort)
+	req, host, port, ok := RequestView(r, s.opts.DefaultPort)
 	if !ok {
 		ex.localReply(http.StatusBadRequest, "invalid :authority", "invalid_authority")
 		return
 	}
 	ex.port = port
-	ex.path = normalizePath(requestPath(r))
-	req := routing.Request{
-		Method:    r.Method,
-		Scheme:    "http",
-		Authority: r.Host,
-		Path:      ex.path,
-		RawQuery:  r.URL.RawQuery,
-		Header:    r.Header,
-	}
+	ex.path = req.Path
 
 	var vh *routing.VirtualHost
 	rc := t.HTTP[port]
@@ -111,6 +103,29 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	default:
 		ex.localReply(http.StatusInternalServerError, "route has no action", "no_action")
 	}
+}
+
+// RequestView is what routing sees of r on the mesh listener: the host
+// and port of its Host header, the port defaulting to defaultPort (the
+// listener stands in for every outbound port, as Istio's outbound HTTP
+// listener on port 80 does), and the routing.Request with the path
+// normalized. The listener is plaintext, so the scheme is http. ok is
+// false for a malformed port. `michi explain` calls it too, so that it
+// routes exactly what the proxy would.
+func RequestView(r *http.Request, defaultPort uint32) (req routing.Request, host string, port uint32, ok bool) {
+	host, port, ok = splitAuthority(r.Host, defaultPort)
+	if !ok {
+		return routing.Request{}, "", 0, false
+	}
+	req = routing.Request{
+		Method:    r.Method,
+		Scheme:    "http",
+		Authority: r.Host,
+		Path:      normalizePath(requestPath(r)),
+		RawQuery:  r.URL.RawQuery,
+		Header:    r.Header,
+	}
+	return req, host, port, true
 }
 
 // outbound handles a host no route configuration knows, following the

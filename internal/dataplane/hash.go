@@ -17,34 +17,40 @@ import (
 // policy with xxHash64, as Envoy does. ok is false when the request has
 // no value to hash (Envoy then picks at random).
 func (s *Server) hashKey(ex *exchange, hp *routing.HashPolicy) (uint64, bool) {
-	r := ex.r
+	if v, ok := HashInput(ex.r, ex.path, hp); ok {
+		return xxhash.Sum64String(v), true
+	}
+	if hp.Cookie != nil && hp.Cookie.HasTTL {
+		// Envoy generates the cookie when it is absent and a TTL is set,
+		// so the client sticks from its next request on.
+		v := generatedCookieValue(ex.r)
+		ex.setCookie = hashCookie(hp.Cookie, v)
+		return xxhash.Sum64String(v), true
+	}
+	return 0, false
+}
+
+// HashInput returns the value of r that hash policy hp hashes: the
+// header (pseudo headers from the request line, with path the normalized
+// path), the cookie, the client IP or the query parameter. ok is false
+// when r has none; for a cookie policy with a TTL the proxy then
+// generates the cookie. `michi explain` calls it too, to show the key.
+func HashInput(r *http.Request, path string, hp *routing.HashPolicy) (string, bool) {
 	switch {
 	case hp.Header != "":
-		if v, ok := (&routing.Request{Header: r.Header, Authority: r.Host, Method: r.Method, Path: ex.path}).HeaderValue(http.CanonicalHeaderKey(hp.Header)); ok {
-			return xxhash.Sum64String(v), true
-		}
+		return (&routing.Request{Header: r.Header, Authority: r.Host, Method: r.Method, Path: path}).HeaderValue(http.CanonicalHeaderKey(hp.Header))
 	case hp.Cookie != nil:
 		if c, err := r.Cookie(hp.Cookie.Name); err == nil {
-			return xxhash.Sum64String(c.Value), true
-		}
-		if hp.Cookie.HasTTL {
-			// Envoy generates the cookie when it is absent and a TTL is
-			// set, so the client sticks from its next request on.
-			v := generatedCookieValue(r)
-			ex.setCookie = hashCookie(hp.Cookie, v)
-			return xxhash.Sum64String(v), true
+			return c.Value, true
 		}
 	case hp.SourceIP:
 		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			return xxhash.Sum64String(ip), true
+			return ip, true
 		}
 	case hp.QueryParam != "":
-		rq := routing.Request{RawQuery: r.URL.RawQuery}
-		if v, ok := rq.QueryValue(hp.QueryParam); ok {
-			return xxhash.Sum64String(v), true
-		}
+		return (&routing.Request{RawQuery: r.URL.RawQuery}).QueryValue(hp.QueryParam)
 	}
-	return 0, false
+	return "", false
 }
 
 // generatedCookieValue derives a cookie value from the client address

@@ -148,29 +148,43 @@ func (ex *exchange) decorateResponse(h http.Header) {
 	}
 }
 
-// redirect answers with the Location Envoy builds (RouteEntryImplBase
-// newUri): the redirect's scheme or the request's; the redirect's
-// authority as written, or the request's host, dropping its port when a
-// new port is given or when the scheme changes and the port was the old
-// scheme's default; the redirect port if any. No other port is removed,
-// so FROM_PROTOCOL_DEFAULT keeps a non-default request port, as in Envoy.
+// redirect answers with the Location Envoy builds for the route's
+// redirect. The mesh listener is plaintext, so the request's scheme is
+// http.
 func (s *Server) redirect(ex *exchange, rd *routing.Redirect) {
 	r := ex.r
-	const reqScheme = "http"
+	ex.w.Header().Set("Location", RedirectLocation(ex.route, rd, "http", r.Host, ex.path, r.URL.RawQuery))
+	code := rd.Code
+	if code == 0 {
+		code = http.StatusMovedPermanently
+	}
+	ex.reply(code, nil, "redirect")
+}
+
+// RedirectLocation is the Location Envoy builds for redirect rd of route
+// rt (RouteEntryImplBase newUri), for a request that arrived with scheme
+// reqScheme, Host header host, normalized path and raw query: the
+// redirect's scheme or the request's; the redirect's authority as written,
+// or the request's host, dropping its port when a new port is given or
+// when the scheme changes and the port was the old scheme's default; the
+// redirect port if any. No other port is removed, so FROM_PROTOCOL_DEFAULT
+// keeps a non-default request port, as in Envoy. rt is read only for a
+// prefix rewrite and may be nil otherwise. `michi explain` calls it too,
+// so that it shows the Location the proxy sends.
+func RedirectLocation(rt *routing.Route, rd *routing.Redirect, reqScheme, host, path, rawQuery string) string {
 	scheme := reqScheme
 	if rd.Scheme != "" {
 		scheme = rd.Scheme
 	}
-	host := rd.Authority
-	if host == "" {
-		host = r.Host
+	if rd.Authority != "" {
+		host = rd.Authority
+	} else {
 		h, port, _ := splitAuthority(host, 0)
 		if port != 0 && (rd.Port != 0 || scheme != reqScheme && port == defaultPort(reqScheme)) {
 			host = h
 		}
 	}
-	path := ex.path
-	query := r.URL.RawQuery
+	query := rawQuery
 	switch {
 	case rd.Path != "":
 		path = rd.Path
@@ -178,7 +192,7 @@ func (s *Server) redirect(ex *exchange, rd *routing.Redirect) {
 			path, query = p, q
 		}
 	case rd.HasPrefixRewrite:
-		path = rewritePrefix(ex.route, path, rd.PrefixRewrite)
+		path = rewritePrefix(rt, path, rd.PrefixRewrite)
 	}
 	var b strings.Builder
 	b.WriteString(scheme)
@@ -196,12 +210,7 @@ func (s *Server) redirect(ex *exchange, rd *routing.Redirect) {
 		b.WriteByte('?')
 		b.WriteString(query)
 	}
-	ex.w.Header().Set("Location", b.String())
-	code := rd.Code
-	if code == 0 {
-		code = http.StatusMovedPermanently
-	}
-	ex.reply(code, nil, "redirect")
+	return b.String()
 }
 
 func defaultPort(scheme string) uint32 {
