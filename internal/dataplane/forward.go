@@ -110,8 +110,8 @@ func (s *Server) forwardTo(ex *exchange, snap *Snapshot, rt *routing.Route, dst 
 // the route's headers, else in the destination's (a destination's
 // authority applies only when the route sets none, istio route.go
 // processDestination); the path after rewrite.uri (a prefix swap) or
-// uriRegexRewrite. `michi explain` calls it
-// too, to show what the upstream receives.
+// uriRegexRewrite. `michi explain` calls it too, to show what the
+// upstream receives.
 func RewriteTarget(rt *routing.Route, dst *routing.Destination, authority, path string) (string, string) {
 	switch {
 	case rt.Rewrite != nil && rt.Rewrite.Authority != "":
