@@ -136,6 +136,7 @@ func (c *Cluster) roundTrip(ctx context.Context, req *http.Request, opts Attempt
 	a.p.begin(pc, a, isUpgrade(req))
 	written := pc.mc.written.Load()
 	resp, err := pc.cc.RoundTrip(req)
+	a.p.delivered(pc)
 	if err != nil {
 		e := c.requestError(st, m, ctx, pc, written, err)
 		a.finish()

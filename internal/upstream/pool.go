@@ -66,7 +66,12 @@ type pconn struct {
 	inReady  bool
 	full     bool // HTTP/2: the server had no free stream; wait for the hook
 	draining bool // no new requests; close when inUse drops to 0
-	dead     bool // the ClientConn failed or closed
+	// delivering is set while an HTTP/1.1 response is on its way to the
+	// caller. net/http frees the connection of a response without a body
+	// before handing the response over, and closing it then would lose
+	// the response, so until then it is not closed.
+	delivering bool
+	dead       bool // the ClientConn failed or closed
 	freed    bool // counted out of upstream_cx_active
 	tunnel   bool // an upgrade request owns the connection
 	cur      *attempt
@@ -350,7 +355,7 @@ func (p *pool) connectFailed(err error, timeout, dialing bool) {
 // right now: it closes in a draining pool with nothing pending, else it
 // starts its idle timer. It reports whether the caller must close it.
 func (p *pool) settleLocked(pc *pconn, st *clusterState) bool {
-	if pc.dead || pc.inUse > 0 {
+	if pc.dead || pc.inUse > 0 || pc.delivering {
 		return false
 	}
 	if pc.draining || p.draining && len(p.waiters) == 0 {
@@ -374,6 +379,7 @@ func (p *pool) begin(pc *pconn, a *attempt, upgrade bool) {
 	defer p.mu.Unlock()
 	if !pc.h2 {
 		pc.cur = a
+		pc.delivering = true
 	}
 	if upgrade {
 		// A switched protocol owns the connection until the tunnel
@@ -381,6 +387,21 @@ func (p *pool) begin(pc *pconn, a *attempt, upgrade bool) {
 		pc.tunnel = true
 		pc.draining = true
 		p.unreadyLocked(pc)
+	}
+}
+
+// delivered records that the caller has the response (or error) of the
+// request sent on pc, and closes pc if it was only kept for that.
+func (p *pool) delivered(pc *pconn) {
+	if pc.h2 {
+		return
+	}
+	p.mu.Lock()
+	pc.delivering = false
+	closeNow := p.settleLocked(pc, p.c.state.Load())
+	p.mu.Unlock()
+	if closeNow {
+		pc.cc.Close()
 	}
 }
 
@@ -516,7 +537,7 @@ func (p *pool) connDead(pc *pconn) {
 // idleExpired closes a connection that stayed idle for idle_timeout.
 func (p *pool) idleExpired(pc *pconn) {
 	p.mu.Lock()
-	if pc.dead || pc.draining || pc.inUse > 0 {
+	if pc.dead || pc.draining || pc.inUse > 0 || pc.delivering {
 		p.mu.Unlock()
 		return
 	}
@@ -537,7 +558,7 @@ func (p *pool) expire(pc *pconn) {
 	}
 	pc.draining = true
 	p.unreadyLocked(pc)
-	closeNow := pc.inUse == 0
+	closeNow := pc.inUse == 0 && !pc.delivering
 	p.mu.Unlock()
 	p.c.stats.cxMaxDuration.Add(1)
 	if closeNow {
@@ -552,7 +573,7 @@ func (p *pool) drain() {
 	p.draining = true
 	var idle []*pconn
 	for _, pc := range p.conns {
-		if !pc.dead && pc.inUse == 0 && !pc.draining && len(p.waiters) == 0 {
+		if !pc.dead && pc.inUse == 0 && !pc.delivering && !pc.draining && len(p.waiters) == 0 {
 			pc.draining = true
 			p.unreadyLocked(pc)
 			idle = append(idle, pc)
