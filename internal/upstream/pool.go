@@ -72,11 +72,11 @@ type pconn struct {
 	// the response, so until then it is not closed.
 	delivering bool
 	dead       bool // the ClientConn failed or closed
-	freed    bool // counted out of upstream_cx_active
-	tunnel   bool // an upgrade request owns the connection
-	cur      *attempt
-	idle     *time.Timer
-	age      *time.Timer
+	freed      bool // counted out of upstream_cx_active
+	tunnel     bool // an upgrade request owns the connection
+	cur        *attempt
+	idle       *time.Timer
+	age        *time.Timer
 }
 
 // waiter is a pending request.
