@@ -1,9 +1,22 @@
 // Package upstream owns everything after a route has chosen a cluster:
 // endpoint selection (load balancing), circuit breaking, connection pools,
-// outlier detection and TLS origination. Its state outlives routing-table
-// swaps: a Cluster is keyed by cluster name and keeps its counters,
-// ejections and connections across reloads, while its configuration and
-// picker are replaced atomically.
+// outlier detection and TLS origination, with Envoy's semantics as Istio
+// configures them. Its state outlives routing-table swaps: a Cluster is
+// keyed by cluster name and keeps its counters, ejections and connections
+// across reloads, while its configuration and picker are replaced
+// atomically.
+//
+// The parts:
+//   - manager.go: the Manager, reconciled with each compiled table;
+//   - cluster.go: a cluster's immutable snapshots (members, picker, limits);
+//   - attempt.go: RoundTrip, a try's accounting, error classification;
+//   - pool.go: per-endpoint connection pools on net/http ClientConns;
+//   - transport.go, tls.go: dialing and TLS origination;
+//   - outlier.go: outlier detection; stats.go: Envoy's cluster stats;
+//   - tcp.go: DialTCP, for TCP proxies.
+//
+// upstream imports routing, upstream/lb and meshca, never config, compile
+// or the dataplane.
 package upstream
 
 import (
@@ -11,9 +24,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/michi-mesh/michi/internal/meshca"
 )
 
 // Options configure a Manager.
@@ -27,7 +43,10 @@ type Options struct {
 	// MeshTLS is this proxy's mesh identity for ISTIO_MUTUAL; nil disables
 	// ISTIO_MUTUAL and auto mTLS.
 	MeshTLS *MeshIdentity
-	// Now is the clock; nil means time.Now. Tests inject a fake.
+	// Now is the clock of outlier detection (ejection times, Status) and
+	// of TLS certificate checks; nil means time.Now. Tests inject a fake.
+	// Connection timers (idle timeout, maximum duration, connect
+	// timeout) run on the real clock.
 	Now func() time.Time
 	// NewTicker starts the outlier-detection interval timer of a cluster;
 	// nil means time.NewTicker. Tests inject a ticker they drive.
@@ -41,9 +60,22 @@ type Ticker interface {
 	Stop()
 }
 
-// MeshIdentity is a SPIFFE certificate and the mesh roots.
+// MeshIdentity is a SPIFFE certificate and the mesh roots. The files are
+// read at NewManager and again at every Update, so a rotated certificate
+// is used from the next reload on.
 type MeshIdentity struct {
 	CertFile, KeyFile, RootsFile string
+}
+
+// MeshIdentityDir names the files of an identity issued by 'michi ca
+// issue' (meshca's layout, which is Istio's): cert.pem, key.pem and
+// root-cert.pem in dir.
+func MeshIdentityDir(dir string) *MeshIdentity {
+	return &MeshIdentity{
+		CertFile:  filepath.Join(dir, meshca.CertFile),
+		KeyFile:   filepath.Join(dir, meshca.KeyFile),
+		RootsFile: filepath.Join(dir, meshca.RootCertFile),
+	}
 }
 
 // Manager holds the runtime state of every cluster. Update is called by

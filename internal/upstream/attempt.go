@@ -82,7 +82,7 @@ func (c *Cluster) roundTrip(ctx context.Context, req *http.Request, opts Attempt
 		return nil, Attempt{}, configError(c, st.err)
 	}
 	if opts.Retry {
-		if !tryAcquire(&s.rqRetryActive, st.limits.maxRetries) {
+		if !tryAcquire(&s.rqRetryActive, st.retryLimit(s)) {
 			s.rqRetryOverflow.Add(1)
 			return nil, Attempt{}, overflow("max retries")
 		}

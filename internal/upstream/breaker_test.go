@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/michi-mesh/michi/internal/routing"
 )
 
 // TestIstioCircuitBreakingTask reproduces Istio's circuit-breaking task
@@ -323,5 +325,134 @@ func TestPendingRequestCancelled(t *testing.T) {
 	close(bl.release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetryBudget: a retry budget replaces max_retries with a share of
+// the active and pending requests, never below its minimum concurrency.
+func TestRetryBudget(t *testing.T) {
+	bl := newBlocker()
+	b := newBackend(t, bl, false)
+	m := newManager(t, Options{})
+	cfg := httpCluster("c", b.addr())
+	cfg.Policy.ConnectionPool.MaxRetries = 1000 // ignored with a budget
+	cfg.Policy.RetryBudget = &routing.RetryBudget{Percent: 50, MinRetryConcurrency: 1}
+	c := update(t, m, cfg)["c"]
+
+	var inflight []<-chan error
+	start := func(retry bool) {
+		inflight = append(inflight, async(t, c, AttemptOptions{Retry: retry}))
+		<-bl.arrived
+	}
+	start(true) // the minimum concurrency admits one retry
+	if _, _, _, err := get(t, c, AttemptOptions{Retry: true}); flagOf(err) != "UO" {
+		t.Fatalf("second retry with 1 request active = %v, want UO (budget max(1, 50%% of 1))", err)
+	}
+	for range 3 {
+		start(false)
+	}
+	// 4 requests active: 50% admits 2 retries, one is in flight.
+	start(true)
+	if _, _, _, err := get(t, c, AttemptOptions{Retry: true}); flagOf(err) != "UO" {
+		t.Fatalf("third retry with 5 requests active = %v, want UO (budget 50%% of 5 = 2)", err)
+	}
+	if got := stat(t, m, "c", "upstream_rq_retry_overflow"); got != 2 {
+		t.Errorf("upstream_rq_retry_overflow = %d, want 2", got)
+	}
+	close(bl.release)
+	for _, ch := range inflight {
+		if err := <-ch; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestHTTP2StreamLimits: a connection carries at most
+// maxConcurrentStreams requests, and no more than the server allows; the
+// pool opens another connection for the rest.
+func TestHTTP2StreamLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		clientStreams uint32
+		serverStreams int
+	}{
+		{name: "maxConcurrentStreams", clientStreams: 1},
+		{name: "server SETTINGS", serverStreams: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bl := newBlocker()
+			b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/block" {
+					bl.ServeHTTP(w, r)
+				}
+			}), true)
+			if tc.serverStreams > 0 {
+				b.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: tc.serverStreams}
+			}
+			m := newManager(t, Options{})
+			cfg := httpCluster("c", b.addr())
+			cfg.Protocol = "HTTP2"
+			cfg.Policy.ConnectionPool.MaxConcurrentStreams = tc.clientStreams
+			c := update(t, m, cfg)["c"]
+			// A first exchange makes sure the server's SETTINGS are in.
+			if _, _, _, err := get(t, c, AttemptOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var done []<-chan error
+			for range 2 {
+				ch := make(chan error, 1)
+				go func() {
+					_, _, _, err := send(t, c, newRequest(t, "GET", "/block"), AttemptOptions{})
+					ch <- err
+				}()
+				done = append(done, ch)
+				<-bl.arrived
+			}
+			close(bl.release)
+			for _, ch := range done {
+				if err := <-ch; err != nil {
+					t.Error(err)
+				}
+			}
+			if got := b.conns.Load(); got != 2 {
+				t.Errorf("server saw %d connections for 2 concurrent requests at 1 stream each, want 2", got)
+			}
+		})
+	}
+}
+
+func TestActiveRequestsReleased(t *testing.T) {
+	b := newBackend(t, ok, true)
+	for _, protocol := range []string{"HTTP", "HTTP2"} {
+		t.Run(protocol, func(t *testing.T) {
+			m := newManager(t, Options{})
+			cfg := httpCluster("c", b.addr())
+			cfg.Protocol = protocol
+			c := update(t, m, cfg)["c"]
+			resp, _, err := c.RoundTrip(t.Context(), newRequest(t, "GET", "/"), AttemptOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := m.Status()
+			var active int64
+			for _, cs := range es {
+				if cs.Name == "c" {
+					active = cs.Endpoints[0].ActiveRequests
+				}
+			}
+			if active != 1 {
+				t.Errorf("endpoint ActiveRequests = %d with a body open, want 1", active)
+			}
+			resp.Body.Close()
+			resp.Body.Close()
+			for _, cs := range m.Status() {
+				if cs.Name == "c" && cs.Endpoints[0].ActiveRequests != 0 {
+					t.Errorf("endpoint ActiveRequests = %d after Close, want 0", cs.Endpoints[0].ActiveRequests)
+				}
+			}
+			if got := stat(t, m, "c", "upstream_rq_active"); got != 0 {
+				t.Errorf("upstream_rq_active = %d after Close, want 0", got)
+			}
+		})
 	}
 }

@@ -90,6 +90,19 @@ func limitsOf(p routing.ConnectionPool) limits {
 	}
 }
 
+// retryLimit is how many retries may be in flight: max_retries, or, with
+// a retry budget (which replaces it in Envoy's circuit breakers), the
+// budget's share of the active and pending requests, never below its
+// minimum concurrency.
+func (st *clusterState) retryLimit(s *clusterStats) int64 {
+	b := st.cfg.Policy.RetryBudget
+	if b == nil {
+		return st.limits.maxRetries
+	}
+	budget := int64(b.Percent / 100 * float64(s.rqActive.Load()+s.rqPendingActive.Load()))
+	return max(budget, int64(b.MinRetryConcurrency))
+}
+
 // recordStatus counts a response in upstream_rq_<class>xx.
 func (s *clusterStats) recordStatus(code int) {
 	if c := code / 100; c >= 1 && c <= 5 {

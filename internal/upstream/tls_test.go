@@ -375,11 +375,7 @@ func newMesh(t *testing.T) *mesh {
 	ms.server, _ = issue("reviews")
 	var cdir string
 	ms.client, cdir = issue("productpage")
-	ms.clientFiles = &MeshIdentity{
-		CertFile:  filepath.Join(cdir, meshca.CertFile),
-		KeyFile:   filepath.Join(cdir, meshca.KeyFile),
-		RootsFile: filepath.Join(cdir, meshca.RootCertFile),
-	}
+	ms.clientFiles = MeshIdentityDir(cdir)
 	return ms
 }
 
