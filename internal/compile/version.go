@@ -4,11 +4,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
-	"hash/fnv"
 	"math"
 	"reflect"
 	"sort"
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/michi-mesh/michi/internal/routing"
 )
@@ -18,9 +19,9 @@ import (
 // engine can skip publishing an identical table. It hashes a compact
 // binary walk of the table rather than its JSON form: on a 10,000-service
 // mesh the JSON is tens of megabytes and encoding it took longer than
-// compiling.
+// compiling. xxhash keeps the hashing itself a small part of the walk.
 func tableVersion(t *routing.Table) string {
-	w := contentHasher{h: fnv.New64a(), buf: make([]byte, 0, 64<<10)}
+	w := contentHasher{h: xxhash.New(), buf: make([]byte, 0, 64<<10)}
 	w.value(reflect.ValueOf(t))
 	w.flush()
 	return hex.EncodeToString(w.h.Sum(nil))
