@@ -275,6 +275,11 @@ func (h *HeaderMatch) matches(r *Request) bool {
 // Matches.
 func (m *Match) Explain(r *Request) string {
 	if !m.MatchesPath(r.Path) {
+		if m.Path.IgnoreCase {
+			// Value is stored lower-cased; say the comparison ignores case
+			// so that the reason does not read as a case mismatch.
+			return fmt.Sprintf("uri %s %q (ignoring case) does not match path %q", m.Path.Kind, m.Path.Value, r.Path)
+		}
 		return fmt.Sprintf("uri %s %q does not match path %q", m.Path.Kind, m.Path.Value, r.Path)
 	}
 	for i := range m.Headers {

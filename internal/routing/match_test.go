@@ -86,6 +86,18 @@ func TestMatchHeadersAndQuery(t *testing.T) {
 	}
 }
 
+func TestExplainIgnoreCase(t *testing.T) {
+	m := mustPath(t, PathPrefix, "/API", true)
+	got := m.Explain(&Request{Path: "/other"})
+	want := `uri prefix "/api" (ignoring case) does not match path "/other"`
+	if got != want {
+		t.Errorf("Explain = %q, want %q", got, want)
+	}
+	if got := m.Explain(&Request{Path: "/Api/x"}); got != "" {
+		t.Errorf("Explain(/Api/x) = %q, want a match", got)
+	}
+}
+
 func TestWithoutHeadersMissingTreatedAsEmpty(t *testing.T) {
 	m := Match{PathKind: PathAny, Headers: []HeaderMatch{
 		{Name: "X-Env", Match: MustStringMatch(MatchExact, "", false), Invert: true},
