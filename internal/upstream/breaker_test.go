@@ -381,14 +381,15 @@ func TestHTTP2StreamLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bl := newBlocker()
-			b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b := newBackendWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/block" {
 					bl.ServeHTTP(w, r)
 				}
-			}), true)
-			if tc.serverStreams > 0 {
-				b.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: tc.serverStreams}
-			}
+			}), true, func(s *http.Server) {
+				if tc.serverStreams > 0 {
+					s.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: tc.serverStreams}
+				}
+			})
 			m := newManager(t, Options{})
 			cfg := httpCluster("c", b.addr())
 			cfg.Protocol = "HTTP2"

@@ -310,7 +310,9 @@ const dynamicSweepEvery = 5 * time.Second
 
 // originalDstMember returns the member for an ORIGINAL_DST address,
 // creating its endpoint on first use (Envoy's ORIGINAL_DST cluster adds a
-// host per destination and removes it once unused).
+// host per destination and removes it once unused). These hosts are not
+// load balanced and not subject to outlier detection: there is nothing to
+// choose between.
 func (c *Cluster) originalDstMember(st *clusterState, addr string) *member {
 	if addr == "" {
 		return nil
@@ -321,6 +323,9 @@ func (c *Cluster) originalDstMember(st *clusterState, addr string) *member {
 	ep := c.dynamic[addr]
 	if ep != nil && ep.dyn.prof == st.plain {
 		return ep.dyn
+	}
+	if ep != nil {
+		ep.drainPools(st.plain) // the way connections are made changed
 	}
 	if ep == nil {
 		if now.Sub(c.dynSwept) >= dynamicSweepEvery {

@@ -27,6 +27,13 @@ type backend struct {
 // newBackend starts an HTTP/1.1 (and, with h2c, cleartext HTTP/2) server.
 func newBackend(t *testing.T, h http.Handler, h2c bool) *backend {
 	t.Helper()
+	return newBackendWith(t, h, h2c, nil)
+}
+
+// newBackendWith is newBackend with a hook to adjust the server before it
+// starts.
+func newBackendWith(t *testing.T, h http.Handler, h2c bool, setup func(*http.Server)) *backend {
+	t.Helper()
 	b := &backend{closed: make(chan struct{}, 1024)}
 	b.Server = httptest.NewUnstartedServer(h)
 	if h2c {
@@ -42,6 +49,9 @@ func newBackend(t *testing.T, h http.Handler, h2c bool) *backend {
 		case http.StateClosed, http.StateHijacked:
 			b.closed <- struct{}{}
 		}
+	}
+	if setup != nil {
+		setup(b.Config)
 	}
 	b.Start()
 	t.Cleanup(b.Close)

@@ -406,3 +406,26 @@ func TestRequestErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestServerClosesIdleConnection: a keep-alive connection the server
+// closes while idle leaves the pool, and the next request dials anew.
+func TestServerClosesIdleConnection(t *testing.T) {
+	b := newBackendWith(t, ok, false, func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
+	m := newManager(t, Options{})
+	c := update(t, m, httpCluster("c", b.addr()))["c"]
+	if _, _, _, err := get(t, c, AttemptOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not close the idle connection")
+	}
+	waitFor(t, "the pool to drop the closed connection", func() bool { return stat(t, m, "c", "upstream_cx_active") == 0 })
+	if _, _, _, err := get(t, c, AttemptOptions{}); err != nil {
+		t.Fatalf("request after the server closed the idle connection = %v", err)
+	}
+	if got := b.conns.Load(); got != 2 {
+		t.Errorf("server saw %d connections, want 2", got)
+	}
+}

@@ -38,6 +38,9 @@ type tlsProfile struct {
 	clientCert *tls.Certificate
 	crls       []*x509.RevocationList
 	mesh       *meshca.Identity // ISTIO_MUTUAL
+	// sessions lets new connections resume TLS sessions, as Envoy keeps
+	// a session cache per upstream TLS context.
+	sessions tls.ClientSessionCache
 	// fingerprint identifies the settings and key material, so that an
 	// unchanged profile (and its pooled connections) survives a reload.
 	fingerprint string
@@ -46,7 +49,7 @@ type tlsProfile struct {
 // newTLSProfile reads the files of t for cluster c. id is the proxy's
 // mesh identity, needed for ISTIO_MUTUAL.
 func newTLSProfile(c *routing.Cluster, t *routing.ClientTLS, id *meshca.Identity) (*tlsProfile, error) {
-	p := &tlsProfile{mode: t.Mode, sni: t.SNI, skipVerify: t.InsecureSkipVerify}
+	p := &tlsProfile{mode: t.Mode, sni: t.SNI, skipVerify: t.InsecureSkipVerify, sessions: tls.NewLRUClientSessionCache(0)}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%v|", t.Mode, t.SNI, t.InsecureSkipVerify)
 	read := func(what, path string) ([]byte, error) {
@@ -165,6 +168,7 @@ func (p *tlsProfile) clientConfig(serverName string, pr proto, now func() time.T
 		ServerName:         serverName,
 		InsecureSkipVerify: true,
 		VerifyConnection:   func(cs tls.ConnectionState) error { return p.verify(cs, serverName, now()) },
+		ClientSessionCache: p.sessions,
 	}
 	// ALPN: h2 only for HTTP/2 clusters, as Istio sets alpn_protocols
 	// for them; HTTP/1.1 clusters offer http/1.1 so that an h2-capable

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -142,6 +143,13 @@ func (p *testPKI) crl(revoked ...*x509.Certificate) string {
 // with the protocol, SNI and client certificate it saw.
 func tlsBackend(t *testing.T, cfg *tls.Config) *httptest.Server {
 	t.Helper()
+	return tlsBackendWith(t, cfg, nil)
+}
+
+// tlsBackendWith is tlsBackend with a hook to adjust the server before
+// it starts.
+func tlsBackendWith(t *testing.T, cfg *tls.Config, setup func(*http.Server)) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Proto", r.Proto)
 		w.Header().Set("X-SNI", r.TLS.ServerName)
@@ -157,6 +165,9 @@ func tlsBackend(t *testing.T, cfg *tls.Config) *httptest.Server {
 	srv.TLS = cfg
 	srv.EnableHTTP2 = true
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are what some tests want
+	if setup != nil {
+		setup(srv.Config)
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
@@ -469,5 +480,30 @@ func TestCredentialNameIsAClearError(t *testing.T) {
 	_, err := roundTripHost(t, c, "x")
 	if flagOf(err) != "UF" || !strings.Contains(err.Error(), `credentialName "my-secret"`) {
 		t.Fatalf("RoundTrip = %v, want UF naming the credentialName", err)
+	}
+}
+
+func TestTLSSessionResumption(t *testing.T) {
+	pki := newTestPKI(t, "test-ca")
+	server := pki.issue("server", []string{"svc.example.com"})
+	resumed := make(chan bool, 4)
+	srv := tlsBackendWith(t, &tls.Config{Certificates: []tls.Certificate{server.tls}}, func(hs *http.Server) {
+		hs.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateActive {
+				resumed <- c.(*tls.Conn).ConnectionState().DidResume
+			}
+		}
+	})
+	m := newManager(t, Options{})
+	cfg := tlsCluster(srv.Listener.Addr().String(), &routing.ClientTLS{Mode: routing.TLSSimple, CAFile: pki.caFile})
+	cfg.Policy.ConnectionPool.MaxRequestsPerConnection = 1 // a new connection per request
+	c := update(t, m, cfg)["c"]
+	for i := range 2 {
+		if _, err := roundTripHost(t, c, "svc.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := <-resumed, i > 0; got != want {
+			t.Errorf("connection %d resumed = %v, want %v", i+1, got, want)
+		}
 	}
 }
