@@ -352,3 +352,34 @@ func TestGoldenInputsAnyProxy(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCompile checks that nothing the loader accepts makes Compile or
+// Analyze panic, for a sidecar and for a gateway. The seeds are the golden
+// inputs.
+func FuzzCompile(f *testing.F) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "*"+inSuffix))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, in := range inputs {
+		data, err := os.ReadFile(in)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	proxies := []routing.Proxy{
+		{Role: routing.RoleMesh, Namespace: "default", Labels: map[string]string{"app": "web"}},
+		{Role: routing.RoleGateway, Namespace: "istio-system", Labels: map[string]string{"istio": "ingressgateway"}},
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		set, _ := config.LoadBytes("fuzz.yaml", data, config.LoadOptions{})
+		reg := registry.Build(set, "")
+		for _, p := range proxies {
+			if table, _ := Compile(set, reg, Options{Proxy: p}); table == nil {
+				t.Fatal("Compile returned a nil table")
+			}
+		}
+		Analyze(set, reg, Options{})
+	})
+}
