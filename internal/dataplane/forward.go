@@ -85,7 +85,8 @@ func (s *Server) forwardTo(ex *exchange, snap *Snapshot, rt *routing.Route, dst 
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body = newReplayBody(r.Body, s.opts.RetryBufferBytes)
 	}
-	attempt := &attemptState{
+	attempt := &ex.attempt
+	*attempt = attemptState{
 		ex: ex, c: c, rt: rt, ctx: ctx, body: body, upgrade: upgrade,
 		out: outbound{authority: authority, path: path},
 		opts: upstream.AttemptOptions{
@@ -253,7 +254,11 @@ func (a *attemptState) request(n int) (*http.Request, bool) {
 	}
 	h := r.Header
 	// Istio enables x-envoy-attempt-count on every virtual host.
-	h["X-Envoy-Attempt-Count"] = []string{strconv.Itoa(n)}
+	if n < len(attemptCounts) {
+		h["X-Envoy-Attempt-Count"] = attemptCounts[n]
+	} else {
+		h["X-Envoy-Attempt-Count"] = []string{strconv.Itoa(n)}
+	}
 	u := &url.URL{Scheme: "http", Host: a.out.authority, RawQuery: r.URL.RawQuery}
 	if p, err := url.PathUnescape(a.out.path); err == nil {
 		u.Path = p
@@ -279,6 +284,20 @@ func (a *attemptState) request(n int) (*http.Request, bool) {
 	}
 	return req, true
 }
+
+// Shared header values for the common cases, so that setting them does not
+// allocate. They are never modified in place; appending to a header copies.
+var (
+	valueHTTP     = []string{"http"}
+	valueEnvoy    = []string{"envoy"}
+	attemptCounts = func() [][]string {
+		v := make([][]string, 11)
+		for i := range v {
+			v[i] = []string{strconv.Itoa(i)}
+		}
+		return v
+	}()
+)
 
 // outcome classifies a failed try.
 type outcome struct {
@@ -473,7 +492,7 @@ func addForwardedHeaders(ex *exchange, h http.Header) {
 		}
 	}
 	if len(h["X-Forwarded-Proto"]) == 0 {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		h["X-Forwarded-Proto"] = valueHTTP
 	}
 	if len(h["X-Request-Id"]) == 0 {
 		h["X-Request-Id"] = []string{newRequestID(ex.s.opts.Rand)}

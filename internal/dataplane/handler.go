@@ -37,13 +37,19 @@ type exchange struct {
 	hasUpTime  bool
 	cors       *routing.CORS
 	finished   bool
+
+	// Held by value so that one allocation serves the whole exchange.
+	rw      responseWriter
+	attempt attemptState
 }
 
 // ServeHTTP is the pipeline: route lookup, filters, action, telemetry.
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
-	ex := &exchange{s: s, r: r, start: time.Now(), w: &responseWriter{ResponseWriter: rw}}
+	ex := &exchange{s: s, r: r, start: time.Now()}
+	ex.rw.ResponseWriter = rw
+	ex.w = &ex.rw
 	defer ex.finish()
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body}

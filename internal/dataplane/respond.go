@@ -30,7 +30,7 @@ func (s *Server) respond(ex *exchange, resp *http.Response, a *attemptState) {
 	}
 	// Envoy overwrites Server (server_header_transformation OVERWRITE) and
 	// reports how long the upstream took.
-	h["Server"] = []string{"envoy"}
+	h["Server"] = valueEnvoy
 	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(ex.upDuration.Milliseconds(), 10)}
 	ex.decorateResponse(h)
 	announceTrailers(h, resp)
