@@ -735,3 +735,35 @@ func writeConfig(t *testing.T, dir, yaml string) string {
 	}
 	return p
 }
+
+func TestShare(t *testing.T) {
+	dests := func(weights ...uint32) *routing.Forward {
+		f := &routing.Forward{}
+		for _, w := range weights {
+			f.Destinations = append(f.Destinations, &routing.Destination{Weight: w})
+			f.TotalWeight += w
+		}
+		return f
+	}
+	tests := []struct {
+		name string
+		f    *routing.Forward
+		want []float64
+	}{
+		{"lone destination takes all whatever its weight", dests(7), []float64{100}},
+		{"weights are relative", dests(2, 1), []float64{66.67, 33.33}},
+		{"percentages", dests(90, 10), []float64{90, 10}},
+		{"three ways", dests(1, 1, 1), []float64{33.33, 33.33, 33.33}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []float64
+			for _, d := range tc.f.Destinations {
+				got = append(got, share(d, tc.f))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("shares (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
