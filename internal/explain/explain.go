@@ -45,8 +45,9 @@ func configTimeNote(p routing.Proxy) string {
 		"): matches they exclude are not in the table and are not listed"
 }
 
-// Explain explains how table t routes req. It fails only for an https://
-// request to a sidecar (ErrTLSOnMesh).
+// Explain explains how table t routes req. It fails for an https://
+// request to a sidecar (ErrTLSOnMesh), and for a request with a malformed
+// port, which NewRequest does not build.
 func Explain(t *routing.Table, req *Request) (*Result, error) {
 	gateway := t.Proxy.Role == routing.RoleGateway
 	if req.URL.Scheme == "https" && !gateway {
@@ -67,7 +68,7 @@ func Explain(t *routing.Table, req *Request) (*Result, error) {
 	// server terminates TLS, so its routes see https.
 	view.Scheme = req.URL.Scheme
 
-	e := &explainer{t: t, req: req, hr: hr, view: view, host: host, port: port, gateway: gateway}
+	e := &explainer{t: t, hr: hr, view: view, host: host, port: port, gateway: gateway}
 	e.res = &Result{
 		Request: RequestInfo{
 			Method:    req.Method,
@@ -105,7 +106,6 @@ func Explain(t *routing.Table, req *Request) (*Result, error) {
 // explainer carries one explanation.
 type explainer struct {
 	t       *routing.Table
-	req     *Request
 	hr      *http.Request
 	view    routing.Request
 	host    string
