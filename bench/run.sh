@@ -52,4 +52,7 @@ go build -o bench/out/michi ./cmd/michi
 go build -o bench/out/upstream ./bench/upstream
 go build -o bench/out/bench ./bench/cmd/bench
 
-exec bench/out/bench -repo . -fortio "$fortio" "$@"
+# The harness itself stays on the load generator's core, so that its own
+# work (sampling /proc, rewriting configs during the churn test) never
+# competes with the proxy under test on core 0.
+exec taskset -c 1 bench/out/bench -repo . -fortio "$fortio" "$@"
