@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,4 +329,58 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("status %d", resp.StatusCode)
 		}
 	})
+}
+
+// TestGRPCRetry checks that gRPC retry conditions read grpc-status from a
+// trailers-only response, as Envoy does.
+func TestGRPCRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if calls.Add(1) == 1 {
+			return nil, status.Error(codes.Unavailable, "flaky")
+		}
+		return h(ctx, req)
+	}))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p := newProxy(t, strings.ReplaceAll(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hello}
+spec:
+  hosts: [hello.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 50051, name: grpc, protocol: GRPC}]
+  endpoints: [{address: 127.0.0.1, ports: {grpc: PORT}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: hello}
+spec:
+  hosts: [hello]
+  http:
+  - route: [{destination: {host: hello}}]
+    retries: {attempts: 2, retryOn: unavailable}
+`, "PORT", port))
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("hello:50051"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("Check through a retrying route: %v", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("server saw %d calls, want 2 (UNAVAILABLE retried once)", n)
+	}
 }

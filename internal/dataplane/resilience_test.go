@@ -323,3 +323,62 @@ func TestFaultPercentPrecision(t *testing.T) {
 		t.Errorf("0.1%% chance hit %d of 100000, want about 100", aborted)
 	}
 }
+
+// TestRetryBodyLimit checks that a body larger than the retry buffer still
+// streams through whole, but is not retried, as in Envoy.
+func TestRetryBodyLimit(t *testing.T) {
+	bi := newBookinfo(t)
+	p := bi.proxy(t, `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 3, retryOn: 5xx}
+`, withOptions(func(o *Options) { o.RetryBufferBytes = 1 << 10 }))
+	var tries atomic.Int64
+	var gotLen atomic.Int64
+	bi.v1.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		bi.v1.mu.Lock()
+		gotLen.Store(int64(len(bi.v1.lastBody)))
+		bi.v1.mu.Unlock()
+		w.WriteHeader(503)
+	})
+	small := strings.Repeat("s", 512)
+	if resp := p.do("POST", "http://reviews:9080/", nil, small); resp.StatusCode != 503 || tries.Load() != 4 {
+		t.Errorf("small body: %d after %d tries, want 503 after 4", resp.StatusCode, tries.Load())
+	}
+	tries.Store(0)
+	big := strings.Repeat("b", 64<<10)
+	if resp := p.do("POST", "http://reviews:9080/", nil, big); resp.StatusCode != 503 || tries.Load() != 1 {
+		t.Errorf("big body: %d after %d tries, want 503 after 1 (not replayable)", resp.StatusCode, tries.Load())
+	}
+	if gotLen.Load() != int64(len(big)) {
+		t.Errorf("upstream received %d bytes of a %d-byte body", gotLen.Load(), len(big))
+	}
+}
+
+// TestNoEndpoints checks 503 UH for a service without endpoints.
+func TestNoEndpoints(t *testing.T) {
+	p := newProxy(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: empty}
+spec:
+  hosts: [empty.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: nothing-matches}}
+`)
+	resp := p.get("http://empty/", nil)
+	if resp.StatusCode != 503 || string(resp.body) != "no healthy upstream" {
+		t.Fatalf("status %d %q, want 503 no healthy upstream", resp.StatusCode, resp.body)
+	}
+	if line := p.lastLog(1); !strings.Contains(line, " 503 UH ") {
+		t.Errorf("access log %q lacks 503 UH", line)
+	}
+}
