@@ -59,6 +59,7 @@ func TestIstioCircuitBreakingTask(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			t.Logf("%d clients × %d requests: %v", tc.clients, tc.requests, got)
 			total := tc.clients * tc.requests
 			if got["200"]+got["UO"] != total {
 				t.Fatalf("outcomes = %v, want only 200 and UO", got)

@@ -429,3 +429,21 @@ func TestServerClosesIdleConnection(t *testing.T) {
 		t.Errorf("server saw %d connections, want 2", got)
 	}
 }
+
+// TestStrictDNSEndpoint: DNS endpoints are host:port, resolved when a
+// connection is made.
+func TestStrictDNSEndpoint(t *testing.T) {
+	b := newBackend(t, ok, false)
+	_, port, _ := net.SplitHostPort(b.addr())
+	m := newManager(t, Options{})
+	cfg := httpCluster("c", net.JoinHostPort("localhost", port))
+	cfg.Discovery = routing.DiscoveryDNS
+	c := update(t, m, cfg)["c"]
+	code, _, att, err := get(t, c, AttemptOptions{})
+	if err != nil || code != 200 {
+		t.Fatalf("request to a DNS endpoint = %d, %v", code, err)
+	}
+	if want := net.JoinHostPort("localhost", port); att.Endpoint != want {
+		t.Errorf("endpoint = %q, want %q", att.Endpoint, want)
+	}
+}
