@@ -21,7 +21,6 @@ type clusterState struct {
 	byHost  map[*lb.Host]*member
 	byEP    map[*endpoint]*member
 	picker  lb.Picker // nil for ORIGINAL_DST clusters
-	healthy int       // members not ejected
 
 	limits  limits
 	proto   protoPolicy
@@ -190,10 +189,10 @@ func (c *Cluster) syncTimer(cfg *outlierConfig) {
 // health. Called with c.mu held.
 func (c *Cluster) rebuildLocked(st *clusterState) {
 	n := *st
-	n.healthy = 0
+	healthy := 0
 	for _, m := range n.members {
 		if !m.ep.od.ejected.Load() {
-			n.healthy++
+			healthy++
 		}
 	}
 	n.picker = nil
@@ -201,7 +200,7 @@ func (c *Cluster) rebuildLocked(st *clusterState) {
 		n.picker = lb.Build(c.lbConfig(&n))
 	}
 	c.stats.membershipTotal.Store(int64(len(n.members)))
-	c.stats.membershipHealthy.Store(int64(n.healthy))
+	c.stats.membershipHealthy.Store(int64(healthy))
 	c.state.Store(&n)
 }
 
