@@ -23,6 +23,10 @@ func init() {
 	register("demo", "run a Bookinfo-like mesh on loopback behind michi, with a live summary", demoCmd)
 }
 
+// maxLoad bounds --load: background traffic is there to make the summary
+// move, not to benchmark.
+const maxLoad = 1000
+
 // demoFlags are the `michi demo` flags.
 type demoFlags struct {
 	meshAddr  string
@@ -65,8 +69,13 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "michi demo: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if f.load < 0 || f.duration < 0 {
-		fmt.Fprintln(stderr, "michi demo: --load and --duration must not be negative")
+	// A sane bound, and one that NaN and Inf fail too.
+	if !(f.load >= 0 && f.load <= maxLoad) {
+		fmt.Fprintf(stderr, "michi demo: --load %v: want 0 to %d requests per second\n", f.load, maxLoad)
+		return exitUsage
+	}
+	if f.duration < 0 {
+		fmt.Fprintln(stderr, "michi demo: --duration must not be negative")
 		return exitUsage
 	}
 
@@ -162,7 +171,12 @@ func runDemo(ctx context.Context, f *demoFlags, stdout, stderr io.Writer, ready 
 	select {
 	case a = <-up:
 	case err := <-runErr:
-		return err // the configuration did not load, or ctx ended first
+		// The configuration did not load, or ctx ended first. The log
+		// says why; it went to the tail, which no summary will show.
+		for _, l := range logTail.Lines() {
+			fmt.Fprintln(stderr, l)
+		}
+		return err
 	}
 	workloads.SetMesh(a.mesh)
 

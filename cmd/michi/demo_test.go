@@ -542,8 +542,10 @@ func TestDemoCommand(t *testing.T) {
 		if code := runMain([]string{"demo", "extra"}, &stdout, &stderr); code != exitUsage {
 			t.Errorf("michi demo extra exited %d, want %d", code, exitUsage)
 		}
-		if code := runMain([]string{"demo", "--load", "-1"}, &stdout, &stderr); code != exitUsage {
-			t.Errorf("michi demo --load -1 exited %d, want %d", code, exitUsage)
+		for _, load := range []string{"-1", "NaN", "+Inf"} {
+			if code := runMain([]string{"demo", "--load", load}, &stdout, &stderr); code != exitUsage {
+				t.Errorf("michi demo --load %s exited %d, want %d", load, code, exitUsage)
+			}
 		}
 	})
 }

@@ -56,10 +56,10 @@ func (sc *Screen) Render(w io.Writer, prev, cur *Snapshot) {
 	p("Try it from another shell:  export http_proxy=http://%s", sc.Mesh)
 	p("  curl http://reviews:%d/                            canary: 90%% v1, 10%% v2", MeshPort)
 	p("  curl -H 'end-user: jason' http://reviews:%d/       header match: always v2", MeshPort)
-	p("  curl http://productpage:%d/                        productpage → reviews → ratings", MeshPort)
-	p("  curl -H 'end-user: tester' http://productpage:%d/  5s fault delay, 3s timeout: 504", MeshPort)
-	p("  curl http://ratings:%d/                            1 in 10 aborted; a broken instance", MeshPort)
-	p("  seq 20 | xargs -P 20 -I{} curl -s -o /dev/null -w '%%{http_code} ' http://ratings:%d/   circuit breaker", MeshPort)
+	p("  curl http://productpage:%d/                        the chain, every hop through michi", MeshPort)
+	p("  curl -H 'end-user: tester' http://productpage:%d/  5s fault delay vs 3s timeout: 504", MeshPort)
+	p("  curl http://ratings:%d/                            10%% aborted; broken instance ejected", MeshPort)
+	p("  seq 20 | xargs -P 20 -I{} curl -s -o /dev/null -w '%%{http_code} ' http://ratings:%d/   circuit breaker: 503s", MeshPort)
 	p("")
 
 	rows := destinations(cur.Requests)
@@ -265,7 +265,9 @@ func clusterLabel(name string) string {
 func endpointState(ep endpointStatus) string {
 	switch {
 	case ep.Ejected:
-		return fmt.Sprintf("EJECTED by outlier detection, back in %s (ejected %d×)", ep.EjectedFor.Round(time.Second), ep.EjectionCount)
+		// The time left is a lower bound: Envoy, and michi, return an
+		// ejected host at the first outlier sweep after it.
+		return fmt.Sprintf("EJECTED by outlier detection, %s left (ejected %d×)", ep.EjectedFor.Round(time.Second), ep.EjectionCount)
 	case !ep.Healthy:
 		return "unhealthy"
 	case ep.EjectionCount > 0:

@@ -96,7 +96,7 @@ func TestRenderTables(t *testing.T) {
 		"ENDPOINTS  cluster / instance            requests  errors  state",
 		"  productpage       productpage-v1             42       2  healthy",
 		"  ratings           ratings-v1                 10       0  healthy",
-		"  ratings           ratings-v1-broken           5       5  EJECTED by outlier detection, back in 27s (ejected 1×)",
+		"  ratings           ratings-v1-broken           5       5  EJECTED by outlier detection, 27s left (ejected 1×)",
 	}, "\n")
 	if diff := cmp.Diff(wantEndpoints, section(out, "ENDPOINTS")); diff != "" {
 		t.Errorf("endpoints table (-want +got):\n%s", diff)
@@ -110,10 +110,7 @@ func TestRenderTables(t *testing.T) {
 
 func TestRenderRejectedConfig(t *testing.T) {
 	cur := testSnapshot()
-	rejected := &struct {
-		Time     time.Time          `json:"time"`
-		Findings config.Diagnostics `json:"findings"`
-	}{Time: cur.Time, Findings: config.Diagnostics{{
+	rejected := &RejectedChange{Time: cur.Time, Findings: config.Diagnostics{{
 		File: "/tmp/demo/reviews.yaml", Line: 57, Kind: "VirtualService", Namespace: "default", Name: "reviews",
 		Field: "spec.http[3].route[0].weight", Severity: config.Error, Message: "must not be negative",
 	}}}

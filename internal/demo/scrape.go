@@ -54,19 +54,27 @@ type ConfigStatus struct {
 	LastApplied *time.Time `json:"lastApplied"`
 	// LastReloadError is set while the files on disk are not the live
 	// configuration because they have errors.
-	LastReloadError *struct {
-		Time     time.Time          `json:"time"`
-		Findings config.Diagnostics `json:"findings"`
-	} `json:"lastReloadError"`
+	LastReloadError *RejectedChange `json:"lastReloadError"`
+}
+
+// RejectedChange is a configuration change the proxy refused, and why.
+type RejectedChange struct {
+	Time     time.Time          `json:"time"`
+	Findings config.Diagnostics `json:"findings"`
 }
 
 // Scraper reads a proxy's admin endpoints. It is safe for concurrent use.
 type Scraper struct {
 	// Admin is the admin listener, host:port.
 	Admin string
-	// Client sends the requests; nil means http.DefaultClient.
+	// Client sends the requests; nil means one that never goes through
+	// a proxy, whatever HTTP_PROXY says.
 	Client *http.Client
 }
+
+// adminClient is the default Scraper client. The demo tells users to
+// export http_proxy; the summary must not follow that advice itself.
+var adminClient = &http.Client{Transport: &http.Transport{Proxy: nil}}
 
 // Scrape reads /stats/prometheus, /clusters?format=json and /config_dump.
 func (s *Scraper) Scrape(ctx context.Context) (*Snapshot, error) {
@@ -147,7 +155,7 @@ func (s *Scraper) get(ctx context.Context, path string) (io.ReadCloser, error) {
 	}
 	client := s.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = adminClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
