@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/michi-mesh/michi/internal/routing"
 )
@@ -445,5 +448,65 @@ func TestStrictDNSEndpoint(t *testing.T) {
 	}
 	if want := net.JoinHostPort("localhost", port); att.Endpoint != want {
 		t.Errorf("endpoint = %q, want %q", att.Endpoint, want)
+	}
+}
+
+// refusingH2Server speaks just enough cleartext HTTP/2 to refuse every
+// stream with RST_STREAM REFUSED_STREAM.
+func refusingH2Server(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				preface := make([]byte, len(http2.ClientPreface))
+				if _, err := io.ReadFull(c, preface); err != nil {
+					return
+				}
+				fr := http2.NewFramer(c, c)
+				if fr.WriteSettings() != nil {
+					return
+				}
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					switch f := f.(type) {
+					case *http2.SettingsFrame:
+						if !f.IsAck() {
+							fr.WriteSettingsAck()
+						}
+					case *http2.HeadersFrame:
+						fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestRefusedStream(t *testing.T) {
+	m := newManager(t, Options{})
+	cfg := httpCluster("c", refusingH2Server(t))
+	cfg.Protocol = "HTTP2"
+	c := update(t, m, cfg)["c"]
+	_, _, _, err := get(t, c, AttemptOptions{})
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Flag != "UR" || !ue.RefusedStream {
+		t.Fatalf("RoundTrip to a server refusing the stream = %v, want UR with RefusedStream", err)
+	}
+	if got := stat(t, m, "c", "upstream_rq_rx_reset"); got != 1 {
+		t.Errorf("upstream_rq_rx_reset = %d, want 1", got)
 	}
 }
