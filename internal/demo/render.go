@@ -152,6 +152,9 @@ func (sc *Screen) renderConfig(w io.Writer, c ConfigStatus) {
 func (sc *Screen) Line(cur *Snapshot) string {
 	var b strings.Builder
 	b.WriteString(cur.Time.Format(time.TimeOnly))
+	if len(cur.Requests) == 0 {
+		b.WriteString(" | no requests yet")
+	}
 	for _, d := range destinations(cur.Requests) {
 		fmt.Fprintf(&b, " | %s %s %.0f [%s", serviceLabel(d.service), versionLabel(d.version), d.total, counts(d.codes))
 		if len(d.flags) > 0 {

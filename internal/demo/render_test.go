@@ -134,6 +134,13 @@ func TestRenderLine(t *testing.T) {
 	}
 }
 
+func TestRenderLineEmpty(t *testing.T) {
+	snap := &Snapshot{Time: time.Date(2026, 3, 4, 15, 4, 5, 0, time.Local)}
+	if got, want := testScreen().Line(snap), "15:04:05 | no requests yet"; got != want {
+		t.Errorf("Line = %q, want %q", got, want)
+	}
+}
+
 func TestRedrawInPlace(t *testing.T) {
 	var b bytes.Buffer
 	s := &Summary{Screen: testScreen(), Out: &b, Terminal: true, Scraper: &Scraper{Admin: "127.0.0.1:15000"}}

@@ -109,7 +109,8 @@ func StartWorkloads() (*Workloads, error) {
 	return ws, nil
 }
 
-// List returns the workloads in catalogue order.
+// List returns the workloads in catalogue order. They must not be
+// modified.
 func (ws *Workloads) List() []*Workload { return ws.list }
 
 // Ports maps each workload's name to its loopback port, for the
