@@ -41,7 +41,7 @@ func (f *demoFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.meshAddr, "mesh-addr", "127.0.0.1:15001", "the proxy's mesh listener, also an HTTP proxy (curl -x)")
 	fs.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:15000", "the proxy's admin listener")
 	fs.StringVar(&f.configDir, "config-dir", "", "write the demo's configuration here and run on it, to edit it live (default: a temporary directory, removed on exit)")
-	fs.BoolVar(&f.noSummary, "no-summary", false, "no live summary: print the proxy's log only (for scripts)")
+	fs.BoolVar(&f.noSummary, "no-summary", false, "no live summary: print what to try, then the proxy's log (for scripts)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
 	fs.Float64Var(&f.load, "load", 2, "background requests per second to productpage, so the summary moves on its own; 0 turns it off")
 }
