@@ -15,18 +15,26 @@ import (
 	"github.com/michi-mesh/michi/internal/upstream"
 )
 
-// forward sends the request to one of the route's weighted destinations.
-func (s *Server) forward(ex *exchange, snap *Snapshot, rt *routing.Route) {
-	f := rt.Forward
+// pickDestination chooses one of the weighted destinations and notes its
+// cluster for telemetry.
+func (s *Server) pickDestination(ex *exchange, snap *Snapshot, f *routing.Forward) {
 	dst := f.Destinations[0]
 	if len(f.Destinations) > 1 && f.TotalWeight > 0 {
 		dst = f.Pick(uint32(s.opts.Rand() % uint64(f.TotalWeight)))
 	}
+	ex.dest = dst
+	ex.upCluster = dst.Cluster
+	if c := snap.Clusters[dst.Cluster]; c != nil {
+		ex.cluster = c.Config()
+	}
+}
+
+// forward sends the request to the destination the route picked.
+func (s *Server) forward(ex *exchange, snap *Snapshot, rt *routing.Route, dst *routing.Destination) {
 	c := snap.Clusters[dst.Cluster]
 	if c == nil {
 		// A destination whose cluster does not exist (unknown host, or a
 		// subset no DestinationRule defines): Envoy answers 503 NC.
-		ex.upCluster = dst.Cluster
 		ex.flags |= flagNC
 		ex.respOps = append(ex.respOps, &dst.Headers, &rt.Headers)
 		ex.localReply(http.StatusServiceUnavailable, "", "cluster_not_found")
@@ -198,10 +206,16 @@ func (s *Server) tries(a *attemptState) *http.Response {
 				// timeout.
 				resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 			}
-			if policy == nil || n >= int(policy.NumRetries) || !retryOnResponse(policy, resp) || !s.canRetry(a) {
-				if policy != nil && n >= int(policy.NumRetries) && n > 0 && retryOnResponse(policy, resp) {
+			if policy == nil || !retryOnResponse(policy, resp) {
+				return resp
+			}
+			if n >= int(policy.NumRetries) {
+				if n > 0 {
 					ex.flags |= flagURX
 				}
+				return resp
+			}
+			if !s.reserveRetry(a) {
 				return resp
 			}
 			drain(resp)
@@ -210,19 +224,33 @@ func (s *Server) tries(a *attemptState) *http.Response {
 				cancel()
 			}
 			kind := classify(a, err)
-			if kind.final || policy == nil || n >= int(policy.NumRetries) || !retryOnError(policy, kind) || !s.canRetry(a) {
-				if policy != nil && n >= int(policy.NumRetries) && n > 0 && retryOnError(policy, kind) {
-					ex.flags |= flagURX
-				}
+			retriable := !kind.final && policy != nil && retryOnError(policy, kind)
+			if retriable && n >= int(policy.NumRetries) && n > 0 {
+				ex.flags |= flagURX
+			}
+			if !retriable || n >= int(policy.NumRetries) || !s.reserveRetry(a) {
 				s.failTry(ex, kind)
 				return nil
 			}
 		}
 		if err := s.opts.Sleep(a.ctx, backoff(policy, n+1, s.opts.Rand)); err != nil {
+			a.c.ReleaseRetry()
 			s.failTry(ex, classify(a, err))
 			return nil
 		}
 	}
+}
+
+// reserveRetry decides whether the next try may go: the body must be
+// replayable, the route timeout not expired, and the cluster's retry
+// circuit breaker (max_retries or the retry budget) must have room. On
+// retry overflow Envoy forwards what it has rather than failing.
+func (s *Server) reserveRetry(a *attemptState) bool {
+	if !s.canRetry(a) || !a.c.ReserveRetry() {
+		return false
+	}
+	a.opts.RetryReserved = true
+	return true
 }
 
 // canRetry reports whether the body can be replayed and the route timeout
@@ -359,6 +387,11 @@ func (s *Server) failTry(ex *exchange, o outcome) {
 	if o.flag == flagDC {
 		ex.details = o.details
 		return // nobody to answer
+	}
+	if o.flag == flagUO {
+		// Envoy marks circuit-breaker rejections so that clients can
+		// tell local overload from an upstream 503.
+		ex.w.Header().Set("X-Envoy-Overloaded", "true")
 	}
 	ex.localReply(o.status, o.body, o.details)
 }

@@ -91,6 +91,12 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.route = rt
+	if rt.Forward != nil {
+		// Envoy picks the weighted cluster when it resolves the route,
+		// before the filters run, so a request a fault aborts is still
+		// reported against its destination service.
+		s.pickDestination(ex, snap, rt.Forward)
+	}
 	if rt.CORS != nil && s.cors(ex, rt.CORS) {
 		return
 	}
@@ -105,7 +111,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		ex.respOps = append(ex.respOps, &rt.Headers)
 		s.redirect(ex, rt.Redirect)
 	case rt.Forward != nil:
-		s.forward(ex, snap, rt)
+		s.forward(ex, snap, rt, ex.dest)
 	default:
 		ex.localReply(http.StatusInternalServerError, "route has no action", "no_action")
 	}

@@ -275,8 +275,8 @@ spec:
 	if resp.StatusCode != 418 || string(resp.body) != "fault filter abort" || bi.ratings.hits.Load() != 0 {
 		t.Errorf("abort: %d %q (upstream hits %d), want 418 fault filter abort, no upstream", resp.StatusCode, resp.body, bi.ratings.hits.Load())
 	}
-	if line := p.lastLog(1); !strings.Contains(line, " 418 FI ") {
-		t.Errorf("access log %q lacks 418 FI", line)
+	if line := p.lastLog(1); !strings.Contains(line, " 418 FI ") || !strings.Contains(line, " outbound|9080||ratings.default.svc.cluster.local ") {
+		t.Errorf("access log %q lacks 418 FI and the route's destination cluster", line)
 	}
 	resp = p.get("http://ratings:9080/delay", nil)
 	p.sleepMu.Lock()

@@ -131,6 +131,10 @@ type AttemptOptions struct {
 	HostSelectionAttempts int
 	// Retry marks a retry, which counts against max_retries.
 	Retry bool
+	// RetryReserved says the retry's max_retries slot was already taken
+	// with ReserveRetry: RoundTrip takes no other and frees it when the
+	// try ends.
+	RetryReserved bool
 	// OriginalDst is "host:port" for ORIGINAL_DST and passthrough clusters.
 	OriginalDst string
 	// DownstreamHTTP2 tells the pool the client spoke HTTP/2, for

@@ -75,14 +75,39 @@ func (t *tunnel) Close() error {
 	return err
 }
 
+// ReserveRetry takes a slot of the cluster's max_retries (or of its retry
+// budget) for a retry about to be scheduled. Envoy checks its retry
+// circuit breaker when it decides to retry, and on overflow it does not
+// retry but forwards the response it has, counting
+// upstream_rq_retry_overflow; a false return asks the caller to do the
+// same. The slot is freed by the RoundTrip it is passed to
+// (AttemptOptions.RetryReserved) or, if the retry is abandoned, by
+// ReleaseRetry.
+func (c *Cluster) ReserveRetry() bool {
+	st := c.state.Load()
+	s := &c.stats
+	if !tryAcquire(&s.rqRetryActive, st.retryLimit(s)) {
+		s.rqRetryOverflow.Add(1)
+		return false
+	}
+	return true
+}
+
+// ReleaseRetry frees a slot taken with ReserveRetry that no RoundTrip
+// used.
+func (c *Cluster) ReleaseRetry() { c.stats.rqRetryActive.Add(-1) }
+
 func (c *Cluster) roundTrip(ctx context.Context, req *http.Request, opts AttemptOptions) (*http.Response, Attempt, error) {
 	st := c.state.Load()
 	s := &c.stats
 	if st.err != nil {
+		if opts.Retry && opts.RetryReserved {
+			s.rqRetryActive.Add(-1)
+		}
 		return nil, Attempt{}, configError(c, st.err)
 	}
 	if opts.Retry {
-		if !tryAcquire(&s.rqRetryActive, st.retryLimit(s)) {
+		if !opts.RetryReserved && !tryAcquire(&s.rqRetryActive, st.retryLimit(s)) {
 			s.rqRetryOverflow.Add(1)
 			return nil, Attempt{}, overflow("max retries")
 		}
