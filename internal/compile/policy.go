@@ -12,12 +12,6 @@ import (
 // Defaults Istio and Envoy apply to a cluster whose policy leaves a field
 // unset.
 const (
-	// defaultConnectTimeout is meshConfig.connectTimeout.
-	defaultConnectTimeout = 10 * time.Second
-	// defaultIdleTimeout is Envoy's idle_timeout for upstream HTTP
-	// connections and for the TCP proxy; Istio sets neither by default.
-	defaultIdleTimeout = time.Hour
-
 	// Envoy outlier_detection defaults.
 	defaultConsecutive5xx          = 5
 	defaultConsecutiveLocalFailure = 5
@@ -218,15 +212,7 @@ func compileLocality(s *networking.LocalityLoadBalancerSetting) *routing.Localit
 // circuit-breaker threshold is unlimited unless set above zero (an explicit
 // 0 cannot be told from unset), and the connect timeout is the mesh's.
 func compileConnectionPool(cp *networking.ConnectionPoolSettings) routing.ConnectionPool {
-	out := routing.ConnectionPool{
-		MaxConnections:     routing.Unlimited,
-		MaxPendingRequests: routing.Unlimited,
-		MaxRequests:        routing.Unlimited,
-		MaxRetries:         routing.Unlimited,
-		ConnectTimeout:     defaultConnectTimeout,
-		IdleTimeout:        defaultIdleTimeout,
-		TCPIdleTimeout:     defaultIdleTimeout,
-	}
+	out := routing.DefaultConnectionPool()
 	if h := cp.GetHttp(); h != nil {
 		setPositive(&out.MaxRequests, h.Http2MaxRequests)
 		setPositive(&out.MaxPendingRequests, h.Http1MaxPendingRequests)

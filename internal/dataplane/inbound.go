@@ -27,6 +27,8 @@ func InboundTable(target string) (*routing.Table, error) {
 		return nil, errors.New("inbound target port: " + err.Error())
 	}
 	name := "inbound|" + portStr + "||"
+	pool := routing.DefaultConnectionPool()
+	pool.UseClientProtocol = true // the application speaks what the client spoke
 	cluster := &routing.Cluster{
 		Name:      name,
 		Port:      uint32(port),
@@ -34,16 +36,8 @@ func InboundTable(target string) (*routing.Table, error) {
 		Discovery: routing.DiscoveryStatic,
 		Endpoints: []routing.Endpoint{{Address: target, Weight: 1}},
 		Policy: routing.Policy{
-			LoadBalancer: routing.LoadBalancer{Policy: routing.LBLeastRequest},
-			ConnectionPool: routing.ConnectionPool{
-				MaxConnections:     routing.Unlimited,
-				MaxPendingRequests: routing.Unlimited,
-				MaxRequests:        routing.Unlimited,
-				MaxRetries:         routing.Unlimited,
-				ConnectTimeout:     10 * time.Second,
-				IdleTimeout:        time.Hour,
-				UseClientProtocol:  true,
-			},
+			LoadBalancer:   routing.LoadBalancer{Policy: routing.LBLeastRequest},
+			ConnectionPool: pool,
 		},
 	}
 	route := &routing.Route{

@@ -234,3 +234,20 @@ type RetryBudget struct {
 	Percent             float64 `json:"percent"`
 	MinRetryConcurrency uint32  `json:"minRetryConcurrency"`
 }
+
+// DefaultConnectionPool is what a cluster gets when no DestinationRule
+// sets a connection pool: Istio raises every circuit-breaker threshold to
+// Unlimited (cluster_traffic_policy.go getDefaultCircuitBreakerThresholds),
+// the connect timeout is the mesh default (10s), and idle connections
+// close after Envoy's 1h.
+func DefaultConnectionPool() ConnectionPool {
+	return ConnectionPool{
+		MaxConnections:     Unlimited,
+		MaxPendingRequests: Unlimited,
+		MaxRequests:        Unlimited,
+		MaxRetries:         Unlimited,
+		ConnectTimeout:     10 * time.Second,
+		IdleTimeout:        time.Hour,
+		TCPIdleTimeout:     time.Hour,
+	}
+}

@@ -35,21 +35,15 @@ func NewManager(opts Options) *Manager {
 // mesh connect timeout, no circuit breaking, and the downstream's HTTP
 // version (Istio sets use_downstream_protocol on it).
 func passthroughConfig() *routing.Cluster {
+	pool := routing.DefaultConnectionPool()
+	pool.UseClientProtocol = true
 	return &routing.Cluster{
 		Name:      passthroughName,
 		Protocol:  "HTTP",
 		Discovery: routing.DiscoveryOriginalDst,
 		Policy: routing.Policy{
-			LoadBalancer: routing.LoadBalancer{Policy: routing.LBPassthrough},
-			ConnectionPool: routing.ConnectionPool{
-				MaxConnections:     routing.Unlimited,
-				MaxPendingRequests: routing.Unlimited,
-				MaxRequests:        routing.Unlimited,
-				MaxRetries:         routing.Unlimited,
-				ConnectTimeout:     10 * time.Second,
-				IdleTimeout:        time.Hour,
-				UseClientProtocol:  true,
-			},
+			LoadBalancer:   routing.LoadBalancer{Policy: routing.LBPassthrough},
+			ConnectionPool: pool,
 		},
 	}
 }
