@@ -54,6 +54,7 @@ func run() int {
 	targets := flag.String("targets", strings.Join(allTargets, ","), "targets to compare (michi can be left out until `michi run` exists)")
 	sections := flag.String("sections", strings.Join(allSections, ","), "sections to run")
 	reportOnly := flag.Bool("report-only", false, "re-render the report from saved results without measuring")
+	remeasure := flag.Bool("remeasure", false, "measure only -sections again (full length, all targets) and replace them in the committed results, e.g. after a run that shared the machine")
 	fortio := flag.String("fortio", "fortio", "fortio binary (v1.66.5)")
 	configsOnly := flag.Bool("configs-only", false, "write every generated proxy configuration under bench/out/configs and exit (check them with michi validate)")
 	flag.Parse()
@@ -83,7 +84,7 @@ func run() int {
 
 	// Only a complete full run replaces the committed report; anything
 	// less is written under bench/out so it cannot be mistaken for it.
-	complete := !*quick && len(b.targets) == len(allTargets) && len(b.sections) == len(allSections)
+	complete := !*quick && len(b.targets) == len(allTargets) && (len(b.sections) == len(allSections) || *remeasure)
 	reportPath := filepath.Join(b.out, "BENCHMARKS.md")
 	resultsDir := b.out
 	if complete {
@@ -123,14 +124,32 @@ func run() int {
 	defer b.sup.stopAll()
 	b.load = &loadTool{fortio: b.fortioBin, logDir: filepath.Join(b.out, "logs")}
 	b.res = &Results{Quick: *quick, Machine: b.machine(), Profiles: map[string]string{}}
+	var earlier *Results
+	if *remeasure {
+		if !complete {
+			return fail("-remeasure replaces sections of a full run: it needs every target and no -quick")
+		}
+		r, err := loadResults(resultsPath)
+		if err != nil {
+			return fail("-remeasure: %v", err)
+		}
+		earlier = r
+	}
 	b.resultsPath = resultsPath
 
 	start := time.Now()
 	if err := b.runAll(ctx); err != nil {
 		// Keep what was measured: a long run that fails late still
-		// leaves its figures behind.
+		// leaves its figures behind (a failed -remeasure leaves the
+		// earlier results alone and saves its own beside them).
+		if earlier != nil {
+			resultsPath = filepath.Join(b.out, "results.json")
+		}
 		_ = b.res.save(resultsPath)
 		return fail("%v", err)
+	}
+	if earlier != nil {
+		b.res = earlier.replaced(b.res, b.sections)
 	}
 	if err := b.res.save(resultsPath); err != nil {
 		return fail("%v", err)

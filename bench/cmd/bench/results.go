@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -95,6 +97,44 @@ func (r *Results) figure(section, cas, key string) stat {
 		m = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 	}
 	return stat{median: m, min: vs[0], max: vs[len(vs)-1], n: len(vs)}
+}
+
+// runSections are the Run.Section names each section of the benchmark
+// records; "idle" is recorded whenever the proxies start.
+var runSections = map[string][]string{
+	"latency":    {"latency"},
+	"cpu":        {"qps5000"},
+	"throughput": {"wrk16", "wrk64"},
+	"protocols":  {"h2load", "h2c1000", "grpc1000"},
+	"features":   {"features1000", "featuresmax"},
+	"scale":      {"startup", "scale1000", "reload", "churn"},
+}
+
+// replaced returns r with the given sections' runs (and profiles, and the
+// proxies' idle memory) taken from newer, which measured only those.
+// The machine description becomes newer's, and a note says what was
+// measured when.
+func (r *Results) replaced(newer *Results, sections []string) *Results {
+	drop := map[string]bool{"idle": true}
+	for _, s := range sections {
+		for _, rs := range runSections[s] {
+			drop[rs] = true
+		}
+	}
+	out := &Results{Machine: newer.Machine, Profiles: r.Profiles}
+	for _, run := range r.Runs {
+		if !drop[run.Section] {
+			out.Runs = append(out.Runs, run)
+		}
+	}
+	out.Runs = append(out.Runs, newer.Runs...)
+	if slices.Contains(sections, "profile") {
+		out.Profiles = newer.Profiles
+	}
+	out.Notes = append(append(out.Notes, r.Notes...), newer.Notes...)
+	out.Notes = append(out.Notes, fmt.Sprintf("sections %s were measured again on %s; the others are from the run of %s",
+		strings.Join(sections, ", "), newer.Machine.Date.Format("2006-01-02 15:04 UTC"), r.Machine.Date.Format("2006-01-02 15:04 UTC")))
+	return out
 }
 
 func (r *Results) save(path string) error {
