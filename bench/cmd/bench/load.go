@@ -214,8 +214,8 @@ func (t *loadTool) runH2load(ctx context.Context, name, url, authority string, c
 
 var (
 	h2Rate     = regexp.MustCompile(`(?m)^finished in [0-9.]+m?s, ([0-9.]+) req/s`)
-	h2Requests = regexp.MustCompile(`(?m)^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded`)
-	h2Status   = regexp.MustCompile(`(?m)^status codes: (\d+) 2xx`)
+	h2Requests = regexp.MustCompile(`(?m)^requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, (\d+) errored, (\d+) timeout`)
+	h2Status   = regexp.MustCompile(`(?m)^status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx`)
 	h2Time     = regexp.MustCompile(`(?m)^time for request:\s+\S+\s+\S+\s+([0-9.]+)(us|ms|s)`)
 )
 
@@ -229,10 +229,14 @@ func parseH2load(b []byte) (loadResult, error) {
 	}
 	r := loadResult{pctMS: map[string]float64{}}
 	r.qps, _ = strconv.ParseFloat(q[1], 64)
-	done, _ := strconv.ParseInt(m[2], 10, 64)
-	ok2xx, _ := strconv.ParseInt(st[1], 10, 64)
-	r.requests = done
-	r.failed = done - ok2xx
+	r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	// The status counts include the warm-up and the requests done counts
+	// do not, so they cannot be subtracted; failures are the requests that
+	// failed, errored or timed out, and the 4xx and 5xx answers.
+	for _, n := range []string{m[2], m[3], m[4], st[1], st[2]} {
+		x, _ := strconv.ParseInt(n, 10, 64)
+		r.failed += x
+	}
 	if t := h2Time.FindStringSubmatch(s); t != nil {
 		v, _ := strconv.ParseFloat(t[1], 64)
 		r.meanMS = v * map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[t[2]]
