@@ -49,6 +49,9 @@ fi
 
 mkdir -p bench/out
 go build -o bench/out/michi ./cmd/michi
+# The report names the commit michi was built from (-dirty: with the
+# working tree's uncommitted changes).
+git describe --always --dirty >bench/out/michi.commit 2>/dev/null || echo unknown >bench/out/michi.commit
 go build -o bench/out/upstream ./bench/upstream
 go build -o bench/out/bench ./bench/cmd/bench
 

@@ -228,9 +228,11 @@ func (b *bench) machine() Machine {
 	m.Versions["fortio"] = firstLine(exec.Command(b.fortioBin, "version"))
 	m.Versions["wrk"] = firstLine(exec.Command("wrk", "-v"))
 	m.Versions["h2load"] = firstLine(exec.Command("h2load", "--version"))
-	// The commit michi was built from, marked -dirty when the working
-	// tree had changes, which a shared checkout usually has.
-	m.Michi = firstLine(exec.Command("git", "-C", b.repo, "describe", "--always", "--dirty"))
+	// run.sh records the commit when it builds michi.
+	m.Michi = "unknown"
+	if c, err := os.ReadFile(filepath.Join(b.out, "michi.commit")); err == nil {
+		m.Michi = strings.TrimSpace(string(c))
+	}
 	return m
 }
 

@@ -102,7 +102,9 @@ func renderReport(res *Results, chart string) string {
 	m.p("")
 	m.p("Regenerate everything here (this file, `bench/results/results.json`, `bench/results/chart.png`) with")
 	m.p("`bench/run.sh` (about 30 minutes); `bench/run.sh --quick` takes a few minutes and writes to `bench/out/`")
-	m.p("instead. `bench/run.sh -report-only` re-renders this file from the saved results.")
+	m.p("instead. `bench/run.sh -remeasure -sections latency,cpu` measures those sections again and replaces them")
+	m.p("(for runs that shared the machine, see the run log); `bench/run.sh -report-only` re-renders this file from")
+	m.p("the saved results.")
 	m.p("")
 	if chart != "" {
 		m.p("![latency and CPU per request](%s)", chart)

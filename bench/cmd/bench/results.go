@@ -111,9 +111,9 @@ var runSections = map[string][]string{
 }
 
 // replaced returns r with the given sections' runs (and profiles, and the
-// proxies' idle memory) taken from newer, which measured only those.
-// The machine description becomes newer's, and a note says what was
-// measured when.
+// proxies' idle memory) taken from newer, which measured only those. r
+// keeps its machine description and date; a note says which sections
+// were measured again, when, and from which michi commit.
 func (r *Results) replaced(newer *Results, sections []string) *Results {
 	drop := map[string]bool{"idle": true}
 	for _, s := range sections {
@@ -121,7 +121,7 @@ func (r *Results) replaced(newer *Results, sections []string) *Results {
 			drop[rs] = true
 		}
 	}
-	out := &Results{Machine: newer.Machine, Profiles: r.Profiles}
+	out := &Results{Machine: r.Machine, Profiles: r.Profiles}
 	for _, run := range r.Runs {
 		if !drop[run.Section] {
 			out.Runs = append(out.Runs, run)
@@ -132,8 +132,8 @@ func (r *Results) replaced(newer *Results, sections []string) *Results {
 		out.Profiles = newer.Profiles
 	}
 	out.Notes = append(append(out.Notes, r.Notes...), newer.Notes...)
-	out.Notes = append(out.Notes, fmt.Sprintf("sections %s were measured again on %s; the others are from the run of %s",
-		strings.Join(sections, ", "), newer.Machine.Date.Format("2006-01-02 15:04 UTC"), r.Machine.Date.Format("2006-01-02 15:04 UTC")))
+	out.Notes = append(out.Notes, fmt.Sprintf("sections %s (and the idle memory) were measured again on %s, michi %s",
+		strings.Join(sections, ", "), newer.Machine.Date.Format("2006-01-02 15:04 UTC"), newer.Machine.Michi))
 	return out
 }
 
