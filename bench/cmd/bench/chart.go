@@ -66,6 +66,7 @@ plot %[2]q using 2:3:4:xtic(1) title "direct" lc rgb "#999999", \
      '' using 11:12:13 title "haproxy" lc rgb "#ff7f0e"
 unset logscale y
 set yrange [0:*]
+set key top right
 set title "Proxy CPU per request (utime+stime, median and min–max)"
 set ylabel "µs per request"
 plot %[3]q using 2:3:4:xtic(1) title "michi" lc rgb "#1f77b4", \

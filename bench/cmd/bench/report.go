@@ -220,11 +220,11 @@ func renderTargets(m *md, res *Results) {
 		ts = append(ts, t)
 	}
 	{
-		f, mx := res.figure("churn", "10,000 services", vFailed), res.figure("churn", "10,000 services", vMaxMS)
-		t := target{goal: "no request failed or stalled (> 1 s) while the 10,000-service config is replaced every second"}
+		f, mx, q := res.figure("churn", "10,000 services", vFailed), res.figure("churn", "10,000 services", vMaxMS), res.figure("churn", "10,000 services", vQPS)
+		t := target{goal: "while the 10,000-service config is replaced every second: no request failed or stalled (> 1 s), and 1000 qps held (≥ 95%)"}
 		if f.n > 0 {
-			t.known, t.pass = true, f.max == 0 && mx.max < 1000
-			t.measured = fmt.Sprintf("%.0f failed, slowest %.1f ms", f.max, mx.max)
+			t.known, t.pass = true, f.max == 0 && mx.max < 1000 && q.min >= 950
+			t.measured = fmt.Sprintf("%.0f failed, slowest %.1f ms, %.0f qps achieved", f.max, mx.max, q.median)
 		}
 		ts = append(ts, t)
 	}
@@ -444,19 +444,20 @@ func renderScale(m *md, res *Results) {
 
 	if res.figure("churn", "10,000 services", vRequests).n > 0 {
 		m.p("Config churn: 1000 qps for %s against the 10,000-service configuration while the file is rewritten", runLength(res, "churn"))
-		m.p("every second, compared with the same load without churn:")
+		m.p("every second, compared with the same load without churn. fortio does not catch up after a slow")
+		m.p("response, so an achieved rate below 1000 qps means requests were waiting:")
 		m.p("")
 		steady, churn := "scale1000", "churn"
 		rows = nil
 		for _, s := range []string{steady, churn} {
 			name := map[string]string{steady: "steady", churn: "rewritten every second"}[s]
-			rows = append(rows, []string{name,
+			rows = append(rows, []string{name, cell(res.figure(s, "10,000 services", vQPS), 0),
 				cell(res.figure(s, "10,000 services", pctKey("50")), 3), cell(res.figure(s, "10,000 services", pctKey("99")), 3),
 				cell(res.figure(s, "10,000 services", pctKey("99.9")), 3), cell(res.figure(s, "10,000 services", vMaxMS), 1),
 				cell(res.figure(s, "10,000 services", vCPUPerReq), 1), cell(res.figure(s, "10,000 services", vRSSLoad), 1),
 				cell(res.figure(s, "10,000 services", vReloads), 0), cell(res.figure(s, "10,000 services", vFailed), 0)})
 		}
-		m.table([]string{"10,000 services", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "µs/req", "RSS, MB", "rewrites", "non-200"}, rows)
+		m.table([]string{"10,000 services", "achieved qps", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "µs/req", "RSS, MB", "rewrites", "non-200"}, rows)
 	}
 }
 
