@@ -184,7 +184,7 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer, ready runReady) err
 	}
 	mgr := upstream.NewManager(upstream.Options{Logger: log, Locality: f.locality, Labels: f.labels, MeshTLS: mesh})
 	defer mgr.Close()
-	reg.MustRegister(telemetry.NewClusterCollector(mgr.Status))
+	reg.MustRegister(telemetry.NewClusterCollector(mgr.StatusUsed))
 
 	accessLog, closer, err := telemetry.OpenAccessLog(f.accessLog, f.accessLogFormat)
 	if err != nil {
@@ -240,7 +240,9 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer, ready runReady) err
 
 	engCtx, cancelEngine := context.WithCancel(context.Background())
 	defer cancelEngine()
-	src := &source.File{Paths: f.paths, Load: config.LoadOptions{DefaultNamespace: f.namespace}, Logger: log}
+	// The document cache makes a reload decode only the documents that
+	// changed.
+	src := &source.File{Paths: f.paths, Load: config.LoadOptions{DefaultNamespace: f.namespace, Cache: &config.DocCache{}}, Logger: log}
 	engErr := make(chan error, 1)
 	go func() { engErr <- eng.Run(engCtx, src) }()
 	select {

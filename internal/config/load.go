@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -22,6 +23,9 @@ type LoadOptions struct {
 	// DefaultNamespace is given to resources without metadata.namespace.
 	// Empty means "default".
 	DefaultNamespace string
+	// Cache, when set, keeps decoded documents between loads so that a
+	// reload decodes only the documents whose bytes changed.
+	Cache *DocCache
 }
 
 func (o LoadOptions) namespace() string {
@@ -130,9 +134,16 @@ type loader struct {
 	set   Set
 	diags Diagnostics
 	seen  map[string]*Resource
+	used  map[docKey][]decoded // cache entries this load used or made
+	// broken are resources whose spec did not decode: they are not used,
+	// but a later copy with the same name is still reported.
+	broken []*Resource
 }
 
 func (l *loader) finish() (*Set, Diagnostics) {
+	if c := l.opts.Cache; c != nil {
+		c.replace(l.used)
+	}
 	return &l.set, l.diags
 }
 
@@ -140,22 +151,114 @@ func (l *loader) errorf(file string, line int, format string, args ...any) {
 	l.diags = append(l.diags, Diagnostic{File: file, Line: line, Severity: Error, Message: fmt.Sprintf(format, args...)})
 }
 
+// decoded is one resource, or one finding, of a document, with lines
+// counted from the start of the document and no file name: the document
+// may be cached and reused at another place.
+type decoded struct {
+	res    *Resource // nil for a finding about no resource
+	broken bool      // res did not decode; it only reserves its name
+	diag   Diagnostic
+}
+
+// file decodes a manifest file document by document. Each document is
+// decoded on its own, so that a syntax error in one does not lose the
+// others, and so that unchanged documents can come from the cache.
 func (l *loader) file(name string, data []byte) {
+	for _, doc := range splitDocuments(data) {
+		key := docKey{sum: xxhash.Sum64(doc.data), size: len(doc.data), ns: l.opts.namespace()}
+		out, ok := l.used[key]
+		if !ok && l.opts.Cache != nil {
+			out, ok = l.opts.Cache.get(key)
+		}
+		if !ok {
+			out = l.decodeDocument(doc.data)
+		}
+		if l.opts.Cache != nil {
+			if l.used == nil {
+				l.used = map[docKey][]decoded{}
+			}
+			l.used[key] = out
+		}
+		l.place(name, doc.line-1, out)
+	}
+}
+
+// decodeDocument decodes the objects of one YAML document (a "kind: List"
+// gives several). Lines are relative to the document.
+func (l *loader) decodeDocument(data []byte) []decoded {
+	sub := &loader{opts: l.opts}
+	sub.opts.Cache = nil
+	sub.seen = nil
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if err == io.EOF {
-			return
+			break
 		}
 		if err != nil {
-			l.errorf(name, yamlErrorLine(err), "invalid YAML: %s", trimYAMLError(err))
-			return // the decoder cannot resynchronise after a syntax error
+			sub.errorf("", yamlErrorLine(err), "invalid YAML: %s", trimYAMLError(err))
+			break // the decoder cannot resynchronise after a syntax error
 		}
 		if len(doc.Content) == 0 {
 			continue // empty document, e.g. a trailing "---"
 		}
-		l.object(name, doc.Content[0], "")
+		sub.object("", doc.Content[0], "")
+	}
+	out := make([]decoded, 0, len(sub.set.Resources)+len(sub.diags))
+	// Findings come before the resource they are about in sub.diags;
+	// keep every finding, then the resources that decoded cleanly.
+	for _, d := range sub.diags {
+		out = append(out, decoded{diag: d})
+	}
+	for _, r := range sub.set.Resources {
+		out = append(out, decoded{res: r})
+	}
+	for _, r := range sub.broken {
+		out = append(out, decoded{res: r, broken: true})
+	}
+	return out
+}
+
+// place adds a document's findings and resources to the load, at line
+// offset base in file.
+func (l *loader) place(file string, base int, out []decoded) {
+	for _, d := range out {
+		if d.res != nil {
+			continue
+		}
+		diag := d.diag
+		diag.File = file
+		if diag.Line > 0 {
+			diag.Line += base
+		}
+		l.diags = append(l.diags, diag)
+	}
+	for _, d := range out {
+		if d.res == nil {
+			continue
+		}
+		r := *d.res // the cached resource stays as decoded
+		r.Pos = Position{File: file, Line: d.res.Pos.Line + base}
+		r.lineBase = base
+		r.Order = len(l.set.Resources) + len(l.diags)
+		// Names are checked for duplicates even when the spec is broken,
+		// so that a second copy of a broken resource is not silently used.
+		if r.Name != "" {
+			if prev, ok := l.seen[r.Key()]; ok {
+				var diags Diagnostics
+				NewReporter(&r, &diags).Errorf("metadata.name", "duplicate %s; first defined at %s:%d", r.Key(), prev.Pos.File, prev.Pos.Line)
+				l.diags = append(l.diags, diags...)
+				continue
+			}
+			if l.seen == nil {
+				l.seen = map[string]*Resource{}
+			}
+			l.seen[r.Key()] = &r
+		}
+		if !d.broken {
+			l.set.Resources = append(l.set.Resources, &r)
+		}
 	}
 }
 
@@ -254,21 +357,9 @@ func (l *loader) object(file string, n *yaml.Node, listPath string) {
 		}
 	}
 	r.Spec = msg
-	// Names are checked for duplicates even when the spec is broken, so
-	// that a second copy of a broken resource is not silently used.
-	if r.Name != "" {
-		key := r.Key()
-		if l.seen == nil {
-			l.seen = map[string]*Resource{}
-		}
-		if prev, ok := l.seen[key]; ok {
-			rep.Errorf("metadata.name", "duplicate %s; first defined at %s:%d", key, prev.Pos.File, prev.Pos.Line)
-		} else {
-			l.seen[key] = r
-		}
-	}
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
+		l.broken = append(l.broken, r)
 		return
 	}
 	l.set.Resources = append(l.set.Resources, r)

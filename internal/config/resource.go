@@ -50,7 +50,12 @@ type Resource struct {
 	// *networking.ServiceEntry, *networking.WorkloadEntry or *networking.Gateway.
 	Spec proto.Message
 
-	lines map[string]int // field path -> line, from the YAML nodes
+	// lines maps field paths to lines counted from the start of the
+	// YAML document the resource was decoded from; lineBase is that
+	// document's offset in its file. Decoded documents are cached and
+	// reused at other offsets (see DocCache), so lines are relative.
+	lines    map[string]int
+	lineBase int
 }
 
 // Key is "Kind namespace/name", the way resources are named in messages.
@@ -66,7 +71,7 @@ func (r *Resource) NamespacedName() string { return r.Namespace + "/" + r.Name }
 func (r *Resource) Line(path string) int {
 	for p := path; p != ""; p = parentPath(p) {
 		if l, ok := r.lines[p]; ok {
-			return l
+			return r.lineBase + l
 		}
 	}
 	return r.Pos.Line

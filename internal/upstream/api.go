@@ -94,6 +94,8 @@ type Manager struct {
 	mu       sync.Mutex // guards clusters and closed
 	clusters map[string]*Cluster
 	closed   bool
+
+	plain sync.Map // plainProfileKey -> *transportProfile, shared by clusters
 }
 
 // Cluster is the runtime of one upstream cluster. It is created by

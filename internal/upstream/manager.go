@@ -103,6 +103,39 @@ func (m *Manager) Status() []ClusterStatus {
 	return out
 }
 
+// StatusUsed is Status restricted to the clusters that have tried a
+// connection or a request, or have an ejected endpoint. Metrics scrapes
+// use it: a proxy that knows 10,000 services but talks to a few exports
+// the few, so a scrape costs what the workload uses (Istio's sidecars
+// likewise export no per-cluster stats by default).
+func (m *Manager) StatusUsed() []ClusterStatus {
+	m.mu.Lock()
+	cs := make([]*Cluster, 0, 16)
+	for _, c := range m.clusters {
+		if c.used() {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	if m.passthrough.used() {
+		cs = append(cs, m.passthrough)
+	}
+	out := make([]ClusterStatus, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.status())
+	}
+	slices.SortFunc(out, func(a, b ClusterStatus) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// used reports whether the cluster has seen any traffic or ejection.
+func (c *Cluster) used() bool {
+	s := &c.stats
+	return s.cxTotal.Load() > 0 || s.rqTotal.Load() > 0 || s.cxConnectFail.Load() > 0 ||
+		s.cxNoneHealthy.Load() > 0 || s.rqPendingOverflow.Load() > 0 || s.cxOverflow.Load() > 0 ||
+		s.odEnforcedTotal.Load() > 0
+}
+
 // status describes one cluster.
 func (c *Cluster) status() ClusterStatus {
 	st := c.state.Load()

@@ -91,6 +91,29 @@ func newTransportProfile(pol routing.ConnectionPool, tp *tlsProfile) *transportP
 	return p
 }
 
+// plainProfile returns the plaintext profile for pol, shared by every
+// cluster with the same settings: its http.Transports hold no
+// connections (the pools do), so one pair serves thousands of clusters
+// instead of each cluster carrying its own.
+func (m *Manager) plainProfile(pol routing.ConnectionPool) *transportProfile {
+	key := plainProfileKey{h2Interval: pol.HTTP2KeepaliveInterval, h2Timeout: pol.HTTP2KeepaliveTimeout}
+	if k := pol.TCPKeepalive; k != nil {
+		key.keepalive, key.ka = true, *k
+	}
+	if p, ok := m.plain.Load(key); ok {
+		return p.(*transportProfile)
+	}
+	p, _ := m.plain.LoadOrStore(key, newTransportProfile(pol, nil))
+	return p.(*transportProfile)
+}
+
+// plainProfileKey is what a plaintext profile depends on.
+type plainProfileKey struct {
+	h2Interval, h2Timeout time.Duration
+	keepalive             bool
+	ka                    routing.TCPKeepalive
+}
+
 // preDialedKey carries a connection we dialed to preDialed.
 type preDialedKey struct{}
 
@@ -237,10 +260,7 @@ func (m *Manager) identityChanged(st *clusterState) bool {
 // and a configuration error.
 func (m *Manager) profiles(cfg *routing.Cluster, old *clusterState) (plain, mtls *transportProfile, auto bool, err error) {
 	pol := cfg.Policy.ConnectionPool
-	plain = newTransportProfile(pol, nil)
-	if old != nil && old.plain.fingerprint == plain.fingerprint {
-		plain = old.plain
-	}
+	plain = m.plainProfile(pol)
 	t := cfg.Policy.TLS
 	if t == nil || t.Mode == routing.TLSDisable || t.Mode == "" {
 		return plain, nil, false, nil
