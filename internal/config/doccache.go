@@ -5,6 +5,32 @@ import (
 	"sync"
 )
 
+// lazyLines holds what it takes to find a resource's field lines again:
+// its document's bytes. A line map costs more memory than the resource it
+// describes, and lines are only needed when something is reported, so a
+// resource that decoded cleanly keeps the bytes instead and decodes them
+// again on the first Line call.
+type lazyLines struct {
+	doc  []byte
+	ns   string
+	key  string // the resource's Key, to find it among the document's
+	once sync.Once
+	m    map[string]int
+}
+
+func (z *lazyLines) get() map[string]int {
+	z.once.Do(func() {
+		sub := &loader{opts: LoadOptions{DefaultNamespace: z.ns}, keepLines: true}
+		for _, d := range sub.decodeDocument(z.doc) {
+			if d.res != nil && d.res.Key() == z.key {
+				z.m = d.res.lines
+				return
+			}
+		}
+	})
+	return z.m
+}
+
 // DocCache remembers decoded YAML documents between loads of a
 // configuration. A reload then decodes only the documents whose bytes
 // changed: editing one VirtualService in a file of 10,000 resources costs

@@ -138,6 +138,8 @@ type loader struct {
 	// broken are resources whose spec did not decode: they are not used,
 	// but a later copy with the same name is still reported.
 	broken []*Resource
+	// keepLines keeps every resource's line map (see lazyLines).
+	keepLines bool
 }
 
 func (l *loader) finish() (*Set, Diagnostics) {
@@ -212,6 +214,10 @@ func (l *loader) decodeDocument(data []byte) []decoded {
 		out = append(out, decoded{diag: d})
 	}
 	for _, r := range sub.set.Resources {
+		if !l.keepLines {
+			r.lines = nil
+			r.lazy = &lazyLines{doc: data, ns: l.opts.namespace(), key: r.Key()}
+		}
 		out = append(out, decoded{res: r})
 	}
 	for _, r := range sub.broken {

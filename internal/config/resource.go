@@ -56,6 +56,8 @@ type Resource struct {
 	// reused at other offsets (see DocCache), so lines are relative.
 	lines    map[string]int
 	lineBase int
+	// lazy finds lines again when lines was dropped to save memory.
+	lazy *lazyLines
 }
 
 // Key is "Kind namespace/name", the way resources are named in messages.
@@ -69,8 +71,12 @@ func (r *Resource) NamespacedName() string { return r.Namespace + "/" + r.Name }
 // Line returns the source line of the field at path (such as
 // "spec.http[1].route[0].weight"), or of its closest ancestor that has one.
 func (r *Resource) Line(path string) int {
+	lines := r.lines
+	if lines == nil && r.lazy != nil {
+		lines = r.lazy.get()
+	}
 	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := r.lines[p]; ok {
+		if l, ok := lines[p]; ok {
 			return r.lineBase + l
 		}
 	}
