@@ -17,7 +17,6 @@ const (
 )
 
 var (
-	dns1123LabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// A first host label may be "*" or start with "*" (Istio
 	// labels.IsWildcardDNS1123Label): "*", "*.example.com", and the
 	// partial "*-foo.example.com".
@@ -28,7 +27,20 @@ var (
 	headerTokenRE = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
 )
 
-func isDNS1123Label(s string) bool { return len(s) <= 63 && dns1123LabelRE.MatchString(s) }
+// isDNS1123Label reports a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?,
+// at most 63 characters. It is checked by hand, not with a regexp,
+// because every host of every resource goes through it on each reload.
+func isDNS1123Label(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func isDNS1123Subdomain(s string) bool {
 	if s == "" || len(s) > 253 {
