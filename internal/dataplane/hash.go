@@ -38,7 +38,7 @@ func (s *Server) hashKey(ex *exchange, hp *routing.HashPolicy) (uint64, bool) {
 func HashInput(r *http.Request, path string, hp *routing.HashPolicy) (string, bool) {
 	switch {
 	case hp.Header != "":
-		return (&routing.Request{Header: r.Header, Authority: r.Host, Method: r.Method, Path: path}).HeaderValue(http.CanonicalHeaderKey(hp.Header))
+		return (&routing.Request{Header: r.Header, Authority: r.Host, Method: r.Method, Path: path}).HeaderValue(hp.Header)
 	case hp.Cookie != nil:
 		if c, err := r.Cookie(hp.Cookie.Name); err == nil {
 			return c.Value, true

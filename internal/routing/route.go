@@ -95,6 +95,8 @@ type Destination struct {
 // HashPolicy says what to hash for consistent-hash load balancing.
 // Exactly one source is set.
 type HashPolicy struct {
+	// Header is in canonical form (the compiler canonicalizes it), so the
+	// request path looks it up as is.
 	Header     string      `json:"header,omitempty"`
 	Cookie     *CookieHash `json:"cookie,omitempty"`
 	SourceIP   bool        `json:"sourceIP,omitempty"`
